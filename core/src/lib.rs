@@ -1,0 +1,23 @@
+#![doc = include_str!("../README.md")]
+#![no_std]
+#![warn(clippy::std_instead_of_core, clippy::alloc_instead_of_core)]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod protocol;
+pub mod auth;
+pub mod config;
+pub mod hub;
+pub mod room;
+pub mod session;
+pub mod storage;
+pub mod time;
+
+pub use auth::{AuthError, Authenticator, Identity, UpgradeCredentials};
+pub use config::{Config, NamespaceConfig, SlowConsumerPolicy};
+pub use hub::{Broadcast, ConnId, Hub, Output, Refusal, Upgrade};
+pub use protocol::{ClientFrame, Codec, FrameKind, ServerFrame};
+pub use time::{Duration, Instant};

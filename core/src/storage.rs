@@ -1,0 +1,405 @@
+//! Table storage for the hub: growable (`alloc`) or fixed-capacity
+//! (heapless, sized by const generics). The hub is written once against
+//! these traits; [`Growable`] and [`Fixed`] pick the tables.
+
+use core::ops::Range;
+
+use crate::protocol::{Codec, EncodeError, ServerFrame};
+use crate::room::RoomName;
+
+/// A slab: values addressed by a small integer key that stays stable while
+/// the value lives.
+pub trait Slab<T>: Default {
+    /// Stores `value`, returning its key, or gives it back when full.
+    fn insert(&mut self, value: T) -> Result<u32, T>;
+    /// Removes and returns the value at `key`.
+    fn remove(&mut self, key: u32) -> Option<T>;
+    /// The value at `key`.
+    fn get(&self, key: u32) -> Option<&T>;
+    /// The value at `key`, mutably.
+    fn get_mut(&mut self, key: u32) -> Option<&mut T>;
+    /// Number of values stored.
+    fn len(&self) -> usize;
+    /// Is it empty?
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// One past the highest key that may be occupied (for scans).
+    fn key_bound(&self) -> u32;
+}
+
+/// A list with a possibly fixed capacity.
+pub trait List<T>: Default {
+    /// Appends, or gives the value back when full.
+    fn push(&mut self, value: T) -> Result<(), T>;
+    /// The elements.
+    fn as_slice(&self) -> &[T];
+    /// The elements, mutably.
+    fn as_mut_slice(&mut self) -> &mut [T];
+    /// Removes element `i`, moving the last one into its place.
+    fn swap_remove(&mut self, i: usize) -> T;
+    /// Gives back spare memory, where that means anything.
+    fn shrink(&mut self) {}
+}
+
+/// A FIFO queue.
+pub trait Queue<T>: Default {
+    /// Appends, or gives the value back when full.
+    fn push_back(&mut self, value: T) -> Result<(), T>;
+    /// Takes the oldest element.
+    fn pop_front(&mut self) -> Option<T>;
+    /// The oldest element.
+    fn front(&self) -> Option<&T>;
+    /// Is it empty?
+    fn is_empty(&self) -> bool;
+}
+
+/// Byte storage for the encoded frames of pending outputs.
+pub trait Arena: Default {
+    /// Forgets every stored byte.
+    fn clear(&mut self);
+    /// Everything stored.
+    fn bytes(&self) -> &[u8];
+    /// Appends the encoding of `frame` and returns where it is.
+    fn encode(&mut self, codec: Codec, frame: &ServerFrame<'_>) -> Result<Range<usize>, EncodeError>;
+    /// Appends raw bytes and returns where they are.
+    fn push(&mut self, bytes: &[u8]) -> Result<Range<usize>, EncodeError>;
+}
+
+/// Room name → room key.
+pub trait RoomIndex: Default {
+    /// The key of room `name`.
+    fn find(&self, name: &str) -> Option<u32>;
+    /// Records `name` → `key`; `Err` when full.
+    #[allow(clippy::result_unit_err)]
+    fn insert(&mut self, name: RoomName, key: u32) -> Result<(), ()>;
+    /// Forgets `name`.
+    fn remove(&mut self, name: &str);
+}
+
+/// A family of tables for the hub.
+pub trait Storage {
+    /// The connection table.
+    type Conns<T>: Slab<T>;
+    /// The room table.
+    type Rooms<T>: Slab<T>;
+    /// Members of one room.
+    type Members<T>: List<T>;
+    /// Rooms of one connection.
+    type ConnRooms<T>: List<T>;
+    /// Pending outputs.
+    type Queue<T>: Queue<T>;
+    /// Bytes of pending outputs.
+    type Arena: Arena;
+    /// Room lookup by name.
+    type Index: RoomIndex;
+}
+
+// ---------------------------------------------------------------- fixed
+
+/// Fixed-capacity tables (no allocator): `CONNS` connections, `ROOMS` rooms,
+/// `MEMBERS` members per room, `PER_CONN` rooms per connection, `OUTPUTS`
+/// pending outputs and `ARENA` bytes of pending frames.
+#[derive(Debug)]
+pub struct Fixed<
+    const CONNS: usize,
+    const ROOMS: usize,
+    const MEMBERS: usize,
+    const PER_CONN: usize,
+    const OUTPUTS: usize,
+    const ARENA: usize,
+>;
+
+impl<const C: usize, const R: usize, const M: usize, const P: usize, const O: usize, const A: usize> Storage
+    for Fixed<C, R, M, P, O, A>
+{
+    type Conns<T> = FixedSlab<T, C>;
+    type Rooms<T> = FixedSlab<T, R>;
+    type Members<T> = heapless::Vec<T, M>;
+    type ConnRooms<T> = heapless::Vec<T, P>;
+    type Queue<T> = heapless::Deque<T, O>;
+    type Arena = heapless::Vec<u8, A>;
+    type Index = FixedIndex<R>;
+}
+
+/// A slab of at most `N` values, without allocation.
+#[derive(Debug)]
+pub struct FixedSlab<T, const N: usize> {
+    slots: heapless::Vec<Option<T>, N>,
+    len: usize,
+}
+
+impl<T, const N: usize> Default for FixedSlab<T, N> {
+    fn default() -> Self {
+        FixedSlab { slots: heapless::Vec::new(), len: 0 }
+    }
+}
+
+impl<T, const N: usize> Slab<T> for FixedSlab<T, N> {
+    fn insert(&mut self, value: T) -> Result<u32, T> {
+        if let Some(i) = self.slots.iter().position(Option::is_none) {
+            self.slots[i] = Some(value);
+            self.len += 1;
+            return Ok(i as u32);
+        }
+        match self.slots.push(Some(value)) {
+            Ok(()) => {
+                self.len += 1;
+                Ok((self.slots.len() - 1) as u32)
+            }
+            Err(v) => Err(v.expect("pushed Some")),
+        }
+    }
+    fn remove(&mut self, key: u32) -> Option<T> {
+        let v = self.slots.get_mut(key as usize)?.take();
+        if v.is_some() {
+            self.len -= 1;
+        }
+        v
+    }
+    fn get(&self, key: u32) -> Option<&T> {
+        self.slots.get(key as usize)?.as_ref()
+    }
+    fn get_mut(&mut self, key: u32) -> Option<&mut T> {
+        self.slots.get_mut(key as usize)?.as_mut()
+    }
+    fn len(&self) -> usize {
+        self.len
+    }
+    fn key_bound(&self) -> u32 {
+        self.slots.len() as u32
+    }
+}
+
+impl<T, const N: usize> List<T> for heapless::Vec<T, N> {
+    fn push(&mut self, value: T) -> Result<(), T> {
+        heapless::Vec::push(self, value)
+    }
+    fn as_slice(&self) -> &[T] {
+        self
+    }
+    fn as_mut_slice(&mut self) -> &mut [T] {
+        self
+    }
+    fn swap_remove(&mut self, i: usize) -> T {
+        heapless::Vec::swap_remove(self, i)
+    }
+}
+
+impl<T, const N: usize> Queue<T> for heapless::Deque<T, N> {
+    fn push_back(&mut self, value: T) -> Result<(), T> {
+        heapless::Deque::push_back(self, value)
+    }
+    fn pop_front(&mut self) -> Option<T> {
+        heapless::Deque::pop_front(self)
+    }
+    fn front(&self) -> Option<&T> {
+        heapless::Deque::front(self)
+    }
+    fn is_empty(&self) -> bool {
+        heapless::Deque::is_empty(self)
+    }
+}
+
+impl<const N: usize> Arena for heapless::Vec<u8, N> {
+    fn clear(&mut self) {
+        heapless::Vec::clear(self);
+    }
+    fn bytes(&self) -> &[u8] {
+        self
+    }
+    fn encode(&mut self, codec: Codec, frame: &ServerFrame<'_>) -> Result<Range<usize>, EncodeError> {
+        let start = self.len();
+        self.resize(N, 0).map_err(|_| EncodeError::BufferFull)?;
+        match codec.encode_server_to_slice(frame, &mut self[start..]) {
+            Ok(n) => {
+                self.truncate(start + n);
+                Ok(start..start + n)
+            }
+            Err(e) => {
+                self.truncate(start);
+                Err(e)
+            }
+        }
+    }
+    fn push(&mut self, bytes: &[u8]) -> Result<Range<usize>, EncodeError> {
+        let start = self.len();
+        self.extend_from_slice(bytes).map_err(|_| EncodeError::BufferFull)?;
+        Ok(start..self.len())
+    }
+}
+
+/// Room index for [`Fixed`]: a linear scan over at most `N` names.
+#[derive(Debug)]
+pub struct FixedIndex<const N: usize>(heapless::Vec<(RoomName, u32), N>);
+
+impl<const N: usize> Default for FixedIndex<N> {
+    fn default() -> Self {
+        FixedIndex(heapless::Vec::new())
+    }
+}
+
+impl<const N: usize> RoomIndex for FixedIndex<N> {
+    fn find(&self, name: &str) -> Option<u32> {
+        self.0.iter().find(|(n, _)| n.as_str() == name).map(|(_, k)| *k)
+    }
+    fn insert(&mut self, name: RoomName, key: u32) -> Result<(), ()> {
+        self.0.push((name, key)).map_err(|_| ())
+    }
+    fn remove(&mut self, name: &str) {
+        if let Some(i) = self.0.iter().position(|(n, _)| n.as_str() == name) {
+            self.0.swap_remove(i);
+        }
+    }
+}
+
+// ---------------------------------------------------------------- growable
+
+#[cfg(feature = "alloc")]
+pub use growable::{Growable, GrowableSlab};
+
+#[cfg(feature = "alloc")]
+mod growable {
+    use alloc::collections::{BTreeMap, VecDeque};
+    use alloc::vec::Vec;
+    use core::ops::Range;
+
+    use super::{Arena, List, Queue, RoomIndex, Slab, Storage};
+    use crate::protocol::{Codec, EncodeError, ServerFrame};
+    use crate::room::RoomName;
+
+    /// Growable tables (needs `alloc`); limits come from the hub's `Config`.
+    #[derive(Debug)]
+    pub struct Growable;
+
+    impl Storage for Growable {
+        type Conns<T> = GrowableSlab<T>;
+        type Rooms<T> = GrowableSlab<T>;
+        type Members<T> = Vec<T>;
+        type ConnRooms<T> = Vec<T>;
+        type Queue<T> = VecDeque<T>;
+        type Arena = Vec<u8>;
+        type Index = BTreeMap<RoomName, u32>;
+    }
+
+    /// A growable slab with a free list.
+    #[derive(Debug)]
+    pub struct GrowableSlab<T> {
+        slots: Vec<Option<T>>,
+        free: Vec<u32>,
+        len: usize,
+    }
+
+    impl<T> Default for GrowableSlab<T> {
+        fn default() -> Self {
+            GrowableSlab { slots: Vec::new(), free: Vec::new(), len: 0 }
+        }
+    }
+
+    impl<T> Slab<T> for GrowableSlab<T> {
+        fn insert(&mut self, value: T) -> Result<u32, T> {
+            self.len += 1;
+            if let Some(k) = self.free.pop() {
+                self.slots[k as usize] = Some(value);
+                return Ok(k);
+            }
+            self.slots.push(Some(value));
+            Ok((self.slots.len() - 1) as u32)
+        }
+        fn remove(&mut self, key: u32) -> Option<T> {
+            let v = self.slots.get_mut(key as usize)?.take();
+            if v.is_some() {
+                self.len -= 1;
+                self.free.push(key);
+            }
+            v
+        }
+        fn get(&self, key: u32) -> Option<&T> {
+            self.slots.get(key as usize)?.as_ref()
+        }
+        fn get_mut(&mut self, key: u32) -> Option<&mut T> {
+            self.slots.get_mut(key as usize)?.as_mut()
+        }
+        fn len(&self) -> usize {
+            self.len
+        }
+        fn key_bound(&self) -> u32 {
+            self.slots.len() as u32
+        }
+    }
+
+    impl<T> List<T> for Vec<T> {
+        fn push(&mut self, value: T) -> Result<(), T> {
+            Vec::push(self, value);
+            Ok(())
+        }
+        fn as_slice(&self) -> &[T] {
+            self
+        }
+        fn as_mut_slice(&mut self) -> &mut [T] {
+            self
+        }
+        fn swap_remove(&mut self, i: usize) -> T {
+            Vec::swap_remove(self, i)
+        }
+        fn shrink(&mut self) {
+            if self.capacity() > 8 && self.len() < self.capacity() / 4 {
+                self.shrink_to(self.len() * 2);
+            }
+        }
+    }
+
+    impl<T> Queue<T> for VecDeque<T> {
+        fn push_back(&mut self, value: T) -> Result<(), T> {
+            VecDeque::push_back(self, value);
+            Ok(())
+        }
+        fn pop_front(&mut self) -> Option<T> {
+            VecDeque::pop_front(self)
+        }
+        fn front(&self) -> Option<&T> {
+            VecDeque::front(self)
+        }
+        fn is_empty(&self) -> bool {
+            VecDeque::is_empty(self)
+        }
+    }
+
+    impl Arena for Vec<u8> {
+        fn clear(&mut self) {
+            Vec::clear(self);
+            if self.capacity() > 1 << 20 {
+                self.shrink_to(64 * 1024);
+            }
+        }
+        fn bytes(&self) -> &[u8] {
+            self
+        }
+        fn encode(&mut self, codec: Codec, frame: &ServerFrame<'_>) -> Result<Range<usize>, EncodeError> {
+            let start = self.len();
+            codec.encode_server(frame, self).inspect_err(|_| self.truncate(start))?;
+            Ok(start..self.len())
+        }
+        fn push(&mut self, bytes: &[u8]) -> Result<Range<usize>, EncodeError> {
+            let start = self.len();
+            self.extend_from_slice(bytes);
+            Ok(start..self.len())
+        }
+    }
+
+    impl RoomIndex for BTreeMap<RoomName, u32> {
+        fn find(&self, name: &str) -> Option<u32> {
+            let key = crate::room::to_name(name)?;
+            self.get(&key).copied()
+        }
+        fn insert(&mut self, name: RoomName, key: u32) -> Result<(), ()> {
+            BTreeMap::insert(self, name, key);
+            Ok(())
+        }
+        fn remove(&mut self, name: &str) {
+            if let Some(key) = crate::room::to_name(name) {
+                BTreeMap::remove(self, &key);
+            }
+        }
+    }
+}

@@ -1,0 +1,430 @@
+//! End-to-end test of the example chat page in a real browser.
+//!
+//! Starts the `switchboard` binary and `chromedriver`, opens the page served at
+//! `/` in two headless Chromium sessions and checks that a message typed in one
+//! shows up in the other, both ways.
+//!
+//! Needs `/usr/bin/chromium` and `chromedriver` (Debian: `apt-get install
+//! chromium chromium-driver`). Without them the test is skipped, unless `CI` is
+//! set or `SWITCHBOARD_REQUIRE_BROWSER=1`, in which case it fails.
+
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, anyhow, bail};
+use fantoccini::{Client, ClientBuilder, Locator, key::Key};
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::{Value, json};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+/// Bound on every single wait in this test.
+const WAIT: Duration = Duration::from_secs(20);
+/// Bound on the whole scenario, so that a hung WebDriver call cannot hang CI.
+const WHOLE_TEST: Duration = Duration::from_secs(180);
+const POLL: Duration = Duration::from_millis(100);
+
+#[tokio::test]
+async fn chat_page_relays_messages_between_two_browsers() {
+    let Some(chromedriver) = browser_tools() else {
+        return;
+    };
+
+    let mut env = Env::default();
+    let outcome = match tokio::time::timeout(WHOLE_TEST, scenario(&mut env, &chromedriver)).await
+    {
+        Ok(outcome) => outcome,
+        Err(_) => Err(anyhow!("the test did not finish within {WHOLE_TEST:?}")),
+    };
+
+    let diagnostics = match &outcome {
+        Ok(()) => String::new(),
+        Err(_) => env.diagnostics().await,
+    };
+    env.close_sessions().await;
+    drop(env); // kills the server and chromedriver, removes the profiles
+
+    if let Err(e) = outcome {
+        panic!("browser test failed: {e:#}\n{diagnostics}");
+    }
+}
+
+async fn scenario(env: &mut Env, chromedriver: &Path) -> Result<()> {
+    let addr = env.start_server()?;
+    let page = format!("http://{addr}/");
+    let webdriver = env.start_chromedriver(chromedriver)?;
+
+    let a = env.open_session(&webdriver, "A").await?;
+    let b = env.open_session(&webdriver, "B").await?;
+
+    for (name, client) in [("A", &a), ("B", &b)] {
+        client
+            .goto(&page)
+            .await
+            .with_context(|| format!("page {name}: loading {page}"))?;
+    }
+    for (name, client) in [("A", &a), ("B", &b)] {
+        wait_until(&format!("page {name}: #status says connected"), || async {
+            Ok(text_of(client, "#status").await?.contains("connected"))
+        })
+        .await?;
+    }
+
+    // A says hello, pressing Enter.
+    set_field(&a, "#nick", "alice").await.context("page A: setting #nick")?;
+    let input = a.find(Locator::Css("#text")).await.context("page A: #text")?;
+    input.send_keys("hello from A").await.context("page A: typing")?;
+    input
+        .send_keys(&char::from(Key::Enter).to_string())
+        .await
+        .context("page A: pressing Enter")?;
+    wait_for_message(&b, "B", "alice", "hello from A").await?;
+
+    // B answers, clicking Send.
+    set_field(&b, "#nick", "bob").await.context("page B: setting #nick")?;
+    set_field(&b, "#text", "hi A, B here").await.context("page B: typing")?;
+    b.find(Locator::Css("#send"))
+        .await
+        .context("page B: #send")?
+        .click()
+        .await
+        .context("page B: clicking #send")?;
+    wait_for_message(&a, "A", "bob", "hi A, B here").await?;
+
+    // Each also sees its own message (a subscribed publisher receives it too).
+    wait_for_message(&a, "A", "alice", "hello from A").await?;
+    wait_for_message(&b, "B", "bob", "hi A, B here").await?;
+    Ok(())
+}
+
+// ------------------------------------------------------------- page helpers --
+
+async fn text_of(client: &Client, css: &str) -> Result<String> {
+    let el = client.find(Locator::Css(css)).await?;
+    Ok(el.text().await?)
+}
+
+async fn set_field(client: &Client, css: &str, value: &str) -> Result<()> {
+    let el = client.find(Locator::Css(css)).await?;
+    el.clear().await?;
+    el.send_keys(value).await?;
+    Ok(())
+}
+
+/// The text of every `#messages li.msg`, in order.
+async fn messages(client: &Client) -> Result<Vec<String>> {
+    let v = client
+        .execute(
+            "return Array.from(document.querySelectorAll('#messages li.msg'), li => li.textContent);",
+            vec![],
+        )
+        .await?;
+    Ok(serde_json::from_value(v)?)
+}
+
+async fn wait_for_message(client: &Client, page: &str, nick: &str, text: &str) -> Result<()> {
+    wait_until(
+        &format!("page {page}: a #messages li.msg with {nick:?} and {text:?}"),
+        || async {
+            Ok(messages(client)
+                .await?
+                .iter()
+                .any(|m| m.contains(nick) && m.contains(text)))
+        },
+    )
+    .await
+}
+
+/// Polls `check` until it returns true; fails after [`WAIT`]. Errors from
+/// `check` are retried too, the last one is reported.
+async fn wait_until<F, Fut>(what: &str, mut check: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<bool>>,
+{
+    let deadline = Instant::now() + WAIT;
+    let mut last_error = None;
+    loop {
+        match check().await {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => last_error = Some(e),
+        }
+        if Instant::now() >= deadline {
+            let detail = last_error.map(|e| format!(" (last error: {e:#})")).unwrap_or_default();
+            bail!("timed out after {WAIT:?} waiting for {what}{detail}");
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+// ------------------------------------------------------------- environment --
+
+/// Everything the test started; `Drop` cleans it up, also on failure.
+#[derive(Default)]
+struct Env {
+    server: Option<Child>,
+    server_log: Option<PathBuf>,
+    chromedriver: Option<Child>,
+    chromedriver_log: Option<PathBuf>,
+    sessions: Vec<(String, Client)>,
+    temp_dirs: Vec<PathBuf>,
+}
+
+impl Env {
+    /// Starts the server on a free port and returns the address it printed.
+    fn start_server(&mut self) -> Result<SocketAddr> {
+        let log = self.temp_path("server.log")?;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args(["--listen", "127.0.0.1:0", "--allow-anonymous"])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(File::create(&log)?)
+            .spawn()
+            .context("spawning the switchboard binary")?;
+        self.server_log = Some(log);
+        let stdout = child.stdout.take().expect("piped stdout");
+        self.server = Some(child);
+
+        // Read stdout on a thread (it blocks); keep draining it afterwards.
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                // Once nobody listens any more, this just drains the pipe.
+                let _ = tx.send(line);
+            }
+        });
+
+        let deadline = Instant::now() + WAIT;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(addr) = line
+                        .trim()
+                        .strip_prefix("listening on ws://")
+                        .and_then(|rest| rest.strip_suffix("/ws"))
+                    {
+                        return addr
+                            .parse()
+                            .with_context(|| format!("bad address in {line:?}"));
+                    }
+                    seen.push(line);
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => bail!(
+                    "the server printed no `listening on ws://ADDR/ws` line within {WAIT:?} \
+                     (stdout so far: {seen:?})"
+                ),
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = self.server.as_mut().and_then(|c| c.wait().ok());
+                    bail!(
+                        "the server closed stdout without printing `listening on ws://ADDR/ws` \
+                         (exit status: {status:?}, stdout: {seen:?})"
+                    )
+                }
+            }
+        }
+    }
+
+    /// Starts chromedriver on a free port, waits until it accepts connections
+    /// and returns its URL.
+    fn start_chromedriver(&mut self, chromedriver: &Path) -> Result<String> {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let log = self.temp_path("chromedriver.log")?;
+        let mut cmd = Command::new(chromedriver);
+        cmd.arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(File::create(&log)?)
+            .stderr(Stdio::from(File::options().append(true).open(&log)?));
+        // Own process group, so that the browsers it starts die with it.
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("spawning {}", chromedriver.display()))?;
+        self.chromedriver = Some(child);
+        self.chromedriver_log = Some(log);
+
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok() {
+                return Ok(format!("http://{addr}"));
+            }
+            if let Some(status) = self.chromedriver.as_mut().and_then(|c| c.try_wait().ok().flatten())
+            {
+                bail!("chromedriver exited before accepting connections ({status})");
+            }
+            if Instant::now() >= deadline {
+                bail!("chromedriver did not accept connections on {addr} within {WAIT:?}");
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Opens a browser session with a fresh profile.
+    async fn open_session(&mut self, webdriver: &str, name: &str) -> Result<Client> {
+        let profile = self.temp_path(&format!("profile-{name}"))?;
+        fs::create_dir_all(&profile)?;
+        let caps = json!({
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--no-first-run",
+                    "--disable-quic",
+                    format!("--user-data-dir={}", profile.display()),
+                ],
+            }
+        });
+        let Value::Object(caps) = caps else { unreachable!() };
+        let client = tokio::time::timeout(
+            WAIT,
+            ClientBuilder::new(HttpConnector::new())
+                .capabilities(caps)
+                .connect(webdriver),
+        )
+        .await
+        .map_err(|_| anyhow!("browser session {name}: not started within {WAIT:?}"))?
+        .with_context(|| format!("browser session {name}: starting Chromium via {webdriver}"))?;
+        self.sessions.push((name.to_owned(), client.clone()));
+        Ok(client)
+    }
+
+    /// What each page shows, plus the server's and chromedriver's logs.
+    async fn diagnostics(&self) -> String {
+        let mut out = String::new();
+        for (name, client) in &self.sessions {
+            let state = tokio::time::timeout(Duration::from_secs(5), async {
+                let status = text_of(client, "#status").await.unwrap_or_else(|e| format!("<{e}>"));
+                let list = text_of(client, "#messages").await.unwrap_or_else(|e| format!("<{e}>"));
+                let url = client.current_url().await.map(|u| u.to_string()).unwrap_or_default();
+                format!("url: {url}\n#status: {status}\n#messages:\n{list}")
+            })
+            .await
+            .unwrap_or_else(|_| "<page did not answer>".into());
+            out += &format!("--- page {name} ---\n{state}\n");
+        }
+        for (what, log) in [("server stderr", &self.server_log), ("chromedriver", &self.chromedriver_log)]
+        {
+            if let Some(log) = log {
+                out += &format!("--- {what} (last 60 lines) ---\n{}\n", tail(log, 60));
+            }
+        }
+        out
+    }
+
+    /// Ends the browser sessions politely (best effort, bounded).
+    async fn close_sessions(&mut self) {
+        for (_, client) in self.sessions.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(5), client.close()).await;
+        }
+    }
+
+    fn temp_path(&mut self, name: &str) -> Result<PathBuf> {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        if self.temp_dirs.is_empty() {
+            let nanos = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0);
+            let dir = std::env::temp_dir().join(format!(
+                "switchboard-browser-{}-{}-{nanos}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            self.temp_dirs.push(dir);
+        }
+        Ok(self.temp_dirs[0].join(name))
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.chromedriver.take() {
+            // Kill the whole group: chromedriver and the browsers it started.
+            #[cfg(unix)]
+            {
+                let _ = Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{}", child.id())])
+                    .stderr(Stdio::null())
+                    .status();
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(mut child) = self.server.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for dir in self.temp_dirs.drain(..) {
+            let _ = fs::remove_dir_all(dir);
+        }
+    }
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let mut text = String::new();
+    if File::open(path)
+        .and_then(|mut f| f.read_to_string(&mut text))
+        .is_err()
+    {
+        return format!("<cannot read {}>", path.display());
+    }
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+// ----------------------------------------------------------- tool lookup ----
+
+/// Returns chromedriver's path when Chromium and chromedriver are installed.
+/// When they are not: fails under CI or `SWITCHBOARD_REQUIRE_BROWSER=1`, else
+/// prints a notice and returns `None` (the test is skipped).
+fn browser_tools() -> Option<PathBuf> {
+    let chromedriver = find_in_path("chromedriver");
+    let chromium_ok = Path::new(CHROMIUM).is_file();
+    if let (Some(driver), true) = (&chromedriver, chromium_ok) {
+        return Some(driver.clone());
+    }
+
+    let mut missing = Vec::new();
+    if !chromium_ok {
+        missing.push(CHROMIUM);
+    }
+    if chromedriver.is_none() {
+        missing.push("chromedriver (on PATH)");
+    }
+    let message = format!(
+        "the browser test needs {}; install them with `apt-get install chromium chromium-driver` \
+         (Debian/Ubuntu), or run scripts/test.sh as root, which does",
+        missing.join(" and ")
+    );
+    let required = std::env::var_os("CI").is_some()
+        || std::env::var("SWITCHBOARD_REQUIRE_BROWSER").is_ok_and(|v| v == "1");
+    if required {
+        panic!("{message} (required because CI or SWITCHBOARD_REQUIRE_BROWSER=1 is set)");
+    }
+    eprintln!("SKIPPED chat_page_relays_messages_between_two_browsers: {message}");
+    None
+}
+
+fn find_in_path(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}

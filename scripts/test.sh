@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Switchboard's test command: installs what the tests need (only when it is
+# missing), then runs formatting, lints, the no_std/wasm builds and every test.
+#
+#   scripts/test.sh            (from any directory)
+#
+# Honours CARGO_TARGET_DIR when the caller set it.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# ---------------------------------------------------------------- helpers ---
+if [[ -t 1 ]]; then
+    BOLD=$'\033[1m' RED=$'\033[31m' GREEN=$'\033[32m' RESET=$'\033[0m'
+else
+    BOLD='' RED='' GREEN='' RESET=''
+fi
+
+header() { printf '\n%s==> %s%s\n' "$BOLD" "$*" "$RESET"; }
+note() { printf '    %s\n' "$*"; }
+die() {
+    printf '%serror:%s %s\n' "$RED" "$RESET" "$*" >&2
+    exit 1
+}
+step() {
+    header "$*"
+    local start=$SECONDS
+    "$@"
+    printf '%s    ok%s (%ss)\n' "$GREEN" "$RESET" "$((SECONDS - start))"
+}
+
+# ------------------------------------------------------------ toolchain -----
+header "checking toolchain"
+command -v cargo >/dev/null 2>&1 ||
+    die "cargo not found: install Rust (https://rustup.rs) and make sure cargo is on PATH"
+note "$(cargo --version)"
+if [[ -n "${CARGO_TARGET_DIR:-}" ]]; then
+    note "CARGO_TARGET_DIR=$CARGO_TARGET_DIR"
+fi
+
+# ----------------------------------------------------- system packages ------
+# package name -> the command it provides
+declare -A PROVIDES=(
+    [redis-server]=redis-server
+    [chromium]=chromium
+    [chromium-driver]=chromedriver
+)
+missing=()
+for pkg in redis-server chromium chromium-driver; do
+    if ! command -v "${PROVIDES[$pkg]}" >/dev/null 2>&1; then
+        missing+=("$pkg")
+    fi
+done
+
+header "checking system packages (redis-server, chromium, chromium-driver)"
+if ((${#missing[@]} == 0)); then
+    note "all present"
+elif [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    note "installing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    for pkg in "${missing[@]}"; do
+        command -v "${PROVIDES[$pkg]}" >/dev/null 2>&1 ||
+            die "installed $pkg but ${PROVIDES[$pkg]} is still not on PATH"
+    done
+else
+    die "missing: ${missing[*]}. Install them first, e.g. \`sudo apt-get install ${missing[*]}\` (this script installs them itself only when run as root with apt-get)"
+fi
+
+# ------------------------------------------------------ rustup targets ------
+header "checking rust targets and components"
+if command -v rustup >/dev/null 2>&1; then
+    installed_targets=$(rustup target list --installed)
+    for target in thumbv7em-none-eabihf wasm32-unknown-unknown; do
+        if grep -qx "$target" <<<"$installed_targets"; then
+            note "target $target: present"
+        else
+            note "target $target: adding"
+            rustup target add "$target"
+        fi
+    done
+    installed_components=$(rustup component list --installed)
+    for component in rustfmt clippy; do
+        if grep -q "^$component" <<<"$installed_components"; then
+            note "component $component: present"
+        else
+            note "component $component: adding"
+            rustup component add "$component"
+        fi
+    done
+else
+    note "rustup not found: assuming the targets thumbv7em-none-eabihf, wasm32-unknown-unknown and rustfmt, clippy are installed"
+fi
+
+# ------------------------------------------------------------------ steps ---
+step cargo fmt --all -- --check
+step cargo clippy --workspace --all-targets -- -D warnings
+step cargo build -p switchboard-core --no-default-features --target thumbv7em-none-eabihf
+step cargo build -p switchboard-core --no-default-features --features alloc,json --target wasm32-unknown-unknown
+step cargo test -p switchboard-core --no-default-features
+
+# The browser test must not skip silently here.
+export SWITCHBOARD_REQUIRE_BROWSER=1
+step cargo test --workspace
+
+header "all checks passed"
