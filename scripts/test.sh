@@ -22,11 +22,17 @@ die() {
     printf '%serror:%s %s\n' "$RED" "$RESET" "$*" >&2
     exit 1
 }
+SUMMARY=()
 step() {
     header "$*"
     local start=$SECONDS
-    "$@"
-    printf '%s    ok%s (%ss)\n' "$GREEN" "$RESET" "$((SECONDS - start))"
+    if ! "$@"; then
+        printf '\n%sFAILED:%s %s\n' "$RED" "$RESET" "$*" >&2
+        exit 1
+    fi
+    local took=$((SECONDS - start))
+    printf '%s    ok%s (%ss)\n' "$GREEN" "$RESET" "$took"
+    SUMMARY+=("$(printf '%5ss  %s' "$took" "$*")")
 }
 
 # ------------------------------------------------------------ toolchain -----
@@ -105,3 +111,4 @@ export SWITCHBOARD_REQUIRE_BROWSER=1
 step cargo test --workspace
 
 header "all checks passed"
+printf '    %s\n' "${SUMMARY[@]}"

@@ -965,6 +965,8 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             members: crate::protocol::Seq::Borrowed(&members),
         };
         let r = self.arena.encode(codec, &frame);
+        drop(frame);
+        drop(members);
         self.unicast(id, codec, r);
     }
 

@@ -1,0 +1,287 @@
+//! The hub inside the runtime: the core's [`Hub`] behind one mutex, with the
+//! outboxes of its connections. Every input locks, feeds the core, drains its
+//! outputs into outboxes and unlocks; no lock is held across an await.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use bytes::Bytes;
+use switchboard_core::hub::{Output, OverflowAction, PublishError, Stats};
+use switchboard_core::storage::Growable;
+use switchboard_core::{Authenticator, Codec, ConnId, FrameKind, Hub, Instant, Refusal, Upgrade};
+use tokio::sync::Notify;
+use tokio::task::AbortHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::Utf8Bytes;
+
+use crate::clock::Clock;
+use crate::outbox::{Ending, Outbox};
+use crate::producer::Producers;
+
+/// What a connection task needs from the hub, independent of the
+/// authenticator type.
+pub(crate) trait Engine: Send + Sync + 'static {
+    fn open(&self, upgrade: Upgrade<'_>, outbox: Arc<Outbox>) -> Result<ConnId, Refusal>;
+    fn frame(&self, conn: ConnId, kind: FrameKind, bytes: &[u8]);
+    fn activity(&self, conn: ConnId);
+    fn oversize(&self, conn: ConnId);
+    fn closed(&self, conn: ConnId);
+    fn publish(&self, room: &str, data: &[u8]) -> Result<u64, PublishError>;
+    fn shutdown(&self, code: u16);
+    fn stats(&self) -> Stats;
+    fn max_queue_bytes(&self) -> usize;
+    fn timer_loop(self: Arc<Self>) -> futures_util::future::BoxFuture<'static, ()>;
+    fn idle(&self) -> Arc<Notify>;
+    fn set_producers(&self, producers: Producers);
+}
+
+struct State<A: Authenticator> {
+    hub: Hub<A, Growable>,
+    outboxes: Vec<Option<Arc<Outbox>>>,
+    producers: Producers,
+    running: HashMap<String, Vec<AbortHandle>>,
+    scheduled: Option<Instant>,
+    overflowed: Vec<ConnId>,
+}
+
+/// The shared hub of one server process.
+pub(crate) struct Shared<A: Authenticator> {
+    state: Mutex<State<A>>,
+    clock: Clock,
+    timer: Notify,
+    idle: Arc<Notify>,
+    max_queue_bytes: usize,
+    handle: tokio::runtime::Handle,
+    me: Weak<Self>,
+}
+
+impl<A> Shared<A>
+where
+    A: Authenticator + Send + 'static,
+    A::Identity: Send,
+{
+    pub(crate) fn new(hub: Hub<A, Growable>) -> Arc<Self> {
+        let config = hub.config();
+        let max_queue_bytes = config.max_queue_bytes;
+        Arc::new_cyclic(|me| Shared {
+            state: Mutex::new(State {
+                hub,
+                outboxes: Vec::new(),
+                producers: Producers::default(),
+                running: HashMap::new(),
+                scheduled: None,
+                overflowed: Vec::new(),
+            }),
+            clock: Clock::new(),
+            timer: Notify::new(),
+            idle: Arc::new(Notify::new()),
+            max_queue_bytes,
+            handle: tokio::runtime::Handle::current(),
+            me: me.clone(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State<A>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs one input against the hub and applies every output.
+    fn step(&self, input: impl FnOnce(&mut Hub<A, Growable>, Instant)) {
+        let now = self.clock.now();
+        let mut state = self.lock();
+        input(&mut state.hub, now);
+        self.drain(&mut state, now);
+    }
+
+    fn drain(&self, state: &mut State<A>, now: Instant) {
+        loop {
+            self.drain_once(state);
+            if state.overflowed.is_empty() {
+                break;
+            }
+            for conn in std::mem::take(&mut state.overflowed) {
+                if state.hub.handle_overflow(now, conn) == OverflowAction::DropFrame {
+                    tracing::debug!(conn = conn.0, "outbound queue full: frame dropped");
+                }
+            }
+        }
+        let next = state.hub.poll_timeout();
+        if next.is_some() && (state.scheduled.is_none() || next < state.scheduled) {
+            state.scheduled = next;
+            self.timer.notify_one();
+        }
+        if state.hub.stats().connections == 0 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    fn drain_once(&self, state: &mut State<A>) {
+        let State { hub, outboxes, producers, running, overflowed, .. } = state;
+        while let Some(output) = hub.poll_output() {
+            match output {
+                Output::Transmit { conn, codec, bytes } => {
+                    if let (Some(outbox), Some(msg)) = (get(outboxes, conn), message(codec, bytes)) {
+                        if !outbox.push(msg, bytes.len()) {
+                            overflowed.push(conn);
+                        }
+                    }
+                }
+                Output::Broadcast(b) => {
+                    let json = b.json.and_then(|j| message(Codec::Json, j));
+                    let postcard = b.postcard.and_then(|p| message(Codec::Postcard, p));
+                    for (conn, codec, bytes) in b.recipients() {
+                        let msg = match codec {
+                            Codec::Json => json.clone(),
+                            Codec::Postcard => postcard.clone(),
+                        };
+                        if let (Some(outbox), Some(msg)) = (get(outboxes, conn), msg) {
+                            if !outbox.push(msg, bytes.len()) {
+                                overflowed.push(conn);
+                            }
+                        }
+                    }
+                }
+                Output::Ping { conn } => {
+                    if let Some(outbox) = get(outboxes, conn) {
+                        // A ping that does not fit is not worth a close.
+                        let _fits = outbox.push(Message::Ping(Bytes::new()), 0);
+                    }
+                }
+                Output::Close { conn, code, reason } => {
+                    tracing::debug!(conn = conn.0, code, reason, "closing connection");
+                    if let Some(outbox) = get(outboxes, conn) {
+                        outbox.end(Ending::Close(code, reason));
+                    }
+                }
+                Output::Drop { conn } => {
+                    tracing::debug!(conn = conn.0, "dropping silent connection");
+                    if let Some(outbox) = get(outboxes, conn) {
+                        outbox.end(Ending::Drop);
+                    }
+                }
+                Output::RoomOccupied { room } => {
+                    let Some(me) = self.me.upgrade() else { continue };
+                    let handles = producers.start(room, me as Arc<dyn Engine>, &self.handle);
+                    if !handles.is_empty() {
+                        running.insert(room.to_owned(), handles);
+                    }
+                }
+                Output::RoomVacant { room } => {
+                    for h in running.remove(room).unwrap_or_default() {
+                        h.abort();
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn get(outboxes: &[Option<Arc<Outbox>>], conn: ConnId) -> Option<&Arc<Outbox>> {
+    outboxes.get(conn.0 as usize)?.as_ref()
+}
+
+/// Wraps encoded bytes as a WebSocket message of the codec's frame kind.
+fn message(codec: Codec, bytes: &[u8]) -> Option<Message> {
+    let bytes = Bytes::copy_from_slice(bytes);
+    match codec {
+        Codec::Json => Utf8Bytes::try_from(bytes).ok().map(Message::Text),
+        Codec::Postcard => Some(Message::Binary(bytes)),
+    }
+}
+
+impl<A> Engine for Shared<A>
+where
+    A: Authenticator + Send + 'static,
+    A::Identity: Send,
+{
+    fn open(&self, upgrade: Upgrade<'_>, outbox: Arc<Outbox>) -> Result<ConnId, Refusal> {
+        let now = self.clock.now();
+        let mut state = self.lock();
+        let conn = state.hub.handle_open(now, upgrade)?;
+        let i = conn.0 as usize;
+        if state.outboxes.len() <= i {
+            state.outboxes.resize(i + 1, None);
+        }
+        state.outboxes[i] = Some(outbox);
+        self.drain(&mut state, now);
+        Ok(conn)
+    }
+
+    fn frame(&self, conn: ConnId, kind: FrameKind, bytes: &[u8]) {
+        self.step(|hub, now| hub.handle_frame(now, conn, kind, bytes));
+    }
+
+    fn activity(&self, conn: ConnId) {
+        let now = self.clock.now();
+        self.lock().hub.handle_activity(now, conn);
+    }
+
+    fn oversize(&self, conn: ConnId) {
+        self.step(|hub, now| hub.handle_oversize(now, conn));
+    }
+
+    fn closed(&self, conn: ConnId) {
+        let now = self.clock.now();
+        let mut state = self.lock();
+        state.hub.handle_close(now, conn);
+        if let Some(slot) = state.outboxes.get_mut(conn.0 as usize) {
+            *slot = None;
+        }
+        let live = state.outboxes.iter().rposition(Option::is_some).map_or(0, |i| i + 1);
+        state.outboxes.truncate(live);
+        if state.outboxes.capacity() > 64 && live < state.outboxes.capacity() / 4 {
+            state.outboxes.shrink_to(live * 2);
+        }
+        self.drain(&mut state, now);
+    }
+
+    fn publish(&self, room: &str, data: &[u8]) -> Result<u64, PublishError> {
+        let mut result = Ok(0);
+        self.step(|hub, now| result = hub.publish(now, room, data));
+        result
+    }
+
+    fn shutdown(&self, code: u16) {
+        self.step(|hub, _| hub.shutdown(code));
+    }
+
+    fn stats(&self) -> Stats {
+        self.lock().hub.stats()
+    }
+
+    fn max_queue_bytes(&self) -> usize {
+        self.max_queue_bytes
+    }
+
+    fn timer_loop(self: Arc<Self>) -> futures_util::future::BoxFuture<'static, ()> {
+        Box::pin(async move {
+            loop {
+                let next = self.lock().hub.poll_timeout();
+                match next {
+                    Some(at) => {
+                        tokio::select! {
+                            _ = tokio::time::sleep_until(self.clock.to_tokio(at)) => {
+                                let now = self.clock.now();
+                                let mut state = self.lock();
+                                state.scheduled = None;
+                                state.hub.handle_timeout(now);
+                                self.drain(&mut state, now);
+                            }
+                            _ = self.timer.notified() => {}
+                        }
+                    }
+                    None => self.timer.notified().await,
+                }
+            }
+        })
+    }
+
+    fn idle(&self) -> Arc<Notify> {
+        self.idle.clone()
+    }
+
+    fn set_producers(&self, producers: Producers) {
+        self.lock().producers = producers;
+    }
+}
+
