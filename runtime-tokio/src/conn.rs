@@ -60,10 +60,23 @@ where
             };
             match batch.ending {
                 None => {
-                    if let Err(e) = write_all.await {
-                        tracing::debug!(conn = conn.0, error = %e, "write failed");
-                        return;
+                    // A writer stuck on a client that does not read gives up
+                    // as soon as the hub decides to end the connection.
+                    let ending = tokio::select! {
+                        r = write_all => match r {
+                            Ok(()) => continue,
+                            Err(e) => {
+                                tracing::debug!(conn = conn.0, error = %e, "write failed");
+                                return;
+                            }
+                        },
+                        ending = outbox.ended() => ending,
+                    };
+                    if let Ending::Close(code, reason) = ending {
+                        let frame = CloseFrame { code: CloseCode::from(code), reason: reason.into() };
+                        let _ = tokio::time::timeout(CLOSE_DEADLINE, sink.send(Message::Close(Some(frame)))).await;
                     }
+                    return;
                 }
                 Some(Ending::Close(..)) => {
                     let _ = tokio::time::timeout(CLOSE_DEADLINE, write_all).await;

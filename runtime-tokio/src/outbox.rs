@@ -25,6 +25,7 @@ struct Inner {
 pub(crate) struct Outbox {
     inner: Mutex<Inner>,
     notify: Notify,
+    ended: Notify,
     max_bytes: usize,
 }
 
@@ -36,7 +37,7 @@ pub(crate) struct Batch {
 
 impl Outbox {
     pub(crate) fn new(max_bytes: usize) -> Self {
-        Outbox { inner: Mutex::new(Inner::default()), notify: Notify::new(), max_bytes }
+        Outbox { inner: Mutex::new(Inner::default()), notify: Notify::new(), ended: Notify::new(), max_bytes }
     }
 
     /// Queues a frame of `len` bytes; `false` when it does not fit.
@@ -64,6 +65,21 @@ impl Outbox {
         inner.ending.get_or_insert(ending);
         drop(inner);
         self.notify.notify_one();
+        self.ended.notify_waiters();
+    }
+
+    /// Resolves once the connection is marked to end (so that a writer
+    /// stuck on a slow socket can give up its batch).
+    pub(crate) async fn ended(&self) -> Ending {
+        loop {
+            let notified = self.ended.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(e) = self.inner.lock().unwrap_or_else(|e| e.into_inner()).ending {
+                return e;
+            }
+            notified.await;
+        }
     }
 
     /// Waits for frames or an end, then takes everything queued.
