@@ -100,7 +100,8 @@ pub struct Config {
     /// `[namespaces.default]`.
     pub default_namespace: NamespaceConfig,
     /// `[namespaces.NAME]` tables.
-    pub namespaces: heapless::Vec<(heapless::String<MAX_NAMESPACE_LEN>, NamespaceConfig), MAX_NAMESPACES>,
+    pub namespaces:
+        heapless::Vec<(heapless::String<MAX_NAMESPACE_LEN>, NamespaceConfig), MAX_NAMESPACES>,
 }
 
 impl Default for Config {
@@ -152,8 +153,12 @@ impl Config {
             return bad("max_rooms_per_connection", "must be positive");
         }
         for (name, _) in &self.namespaces {
-            if name.is_empty() || !name.bytes().all(crate::room::is_name_byte) || name.contains(':') {
-                return bad("namespaces", "a namespace name uses the room-name characters, without ':'");
+            if name.is_empty() || !name.bytes().all(crate::room::is_name_byte) || name.contains(':')
+            {
+                return bad(
+                    "namespaces",
+                    "a namespace name uses the room-name characters, without ':'",
+                );
             }
         }
         Ok(())
@@ -161,7 +166,10 @@ impl Config {
 
     /// Sets (or replaces) the settings of namespace `name`.
     pub fn set_namespace(&mut self, name: &str, ns: NamespaceConfig) -> Result<(), ConfigError> {
-        let err = ConfigError { key: "namespaces", reason: "too many namespaces or name too long" };
+        let err = ConfigError {
+            key: "namespaces",
+            reason: "too many namespaces or name too long",
+        };
         if let Some(slot) = self.namespaces.iter_mut().find(|(n, _)| n.as_str() == name) {
             slot.1 = ns;
             return Ok(());

@@ -11,7 +11,9 @@ use core::ops::Range;
 
 use crate::auth::{AuthError, Authenticator, Identity, UpgradeCredentials};
 use crate::config::{Config, ConfigError, SlowConsumerPolicy};
-use crate::protocol::{ClientFrame, Codec, Data, FrameKind, Member, MessageFrame, Sender, ServerFrame, Text};
+use crate::protocol::{
+    ClientFrame, Codec, Data, FrameKind, Member, MessageFrame, Sender, ServerFrame, Text,
+};
 use crate::room::{self, RoomName};
 use crate::session::{Phase, RateLimiter, RateVerdict, TimerVerdict, Timers};
 use crate::storage::{Arena, List, Queue, RoomIndex, Slab, Storage};
@@ -232,11 +234,26 @@ pub enum Output<'a> {
 
 #[derive(Debug, Clone)]
 enum Record {
-    Unicast { conn: ConnId, codec: Codec, bytes: Range<usize> },
-    Broadcast { room: u32, json: Option<Range<usize>>, postcard: Option<Range<usize>>, audience: Audience },
-    Ping { conn: ConnId },
-    Occupied { name: Range<usize> },
-    Vacant { name: Range<usize> },
+    Unicast {
+        conn: ConnId,
+        codec: Codec,
+        bytes: Range<usize>,
+    },
+    Broadcast {
+        room: u32,
+        json: Option<Range<usize>>,
+        postcard: Option<Range<usize>>,
+        audience: Audience,
+    },
+    Ping {
+        conn: ConnId,
+    },
+    Occupied {
+        name: Range<usize>,
+    },
+    Vacant {
+        name: Range<usize>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -335,7 +352,10 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
 
     /// Adds an origin to the allow-list (empty list = any origin).
     pub fn allow_origin(&mut self, origin: &str) -> Result<(), ConfigError> {
-        let err = ConfigError { key: "allowed_origin", reason: "too many origins or origin too long" };
+        let err = ConfigError {
+            key: "allowed_origin",
+            reason: "too many origins or origin too long",
+        };
         let mut o = heapless::String::new();
         o.push_str(origin.trim_end_matches('/')).map_err(|_| err)?;
         self.origins.push(o).map_err(|_| err)
@@ -353,7 +373,11 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
 
     /// Counts for monitoring.
     pub fn stats(&self) -> Stats {
-        Stats { connections: self.conns.len(), rooms: self.rooms.len(), published: self.published }
+        Stats {
+            connections: self.conns.len(),
+            rooms: self.rooms.len(),
+            published: self.published,
+        }
     }
 
     /// Would an upgrade with this `Origin` be accepted?
@@ -361,7 +385,10 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         match origin {
             None => true,
             Some(_) if self.origins.is_empty() => true,
-            Some(o) => self.origins.iter().any(|a| a.as_str() == o.trim_end_matches('/')),
+            Some(o) => self
+                .origins
+                .iter()
+                .any(|a| a.as_str() == o.trim_end_matches('/')),
         }
     }
 
@@ -393,7 +420,9 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         self.next_client += 1;
         let conn = Conn {
             codec: upgrade.codec,
-            phase: Phase::AwaitingAuth { deadline: now + self.config.auth_timeout },
+            phase: Phase::AwaitingAuth {
+                deadline: now + self.config.auth_timeout,
+            },
             identity: None,
             client,
             timers: Timers::new(now, &self.config),
@@ -417,7 +446,9 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
     /// A data frame arrived on `conn` (after reassembly).
     pub fn handle_frame(&mut self, now: Instant, id: ConnId, kind: FrameKind, bytes: &[u8]) {
         let config = &self.config;
-        let Some(conn) = self.conns.get_mut(id.0) else { return };
+        let Some(conn) = self.conns.get_mut(id.0) else {
+            return;
+        };
         if conn.phase == Phase::Ending {
             return;
         }
@@ -426,7 +457,10 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             return self.end(id, End::Close(1009, "frame too large"));
         }
         if kind != conn.codec.frame_kind() {
-            return self.end(id, End::Close(1003, "wrong frame kind for the sub-protocol"));
+            return self.end(
+                id,
+                End::Close(1003, "wrong frame kind for the sub-protocol"),
+            );
         }
         let codec = conn.codec;
         match conn.rate.check(now, config) {
@@ -458,12 +492,11 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                 _ => self.end(id, End::Close(4001, "expected an auth frame")),
             };
         }
-        if let Some(exp) = conn.timers.expires {
-            if now >= exp {
+        if let Some(exp) = conn.timers.expires
+            && now >= exp {
                 self.reply_error(id, frame.id(), 4004, "token expired");
                 return self.end(id, End::Close(4004, "token expired"));
             }
-        }
         self.command(now, id, frame);
     }
 
@@ -495,7 +528,9 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
     /// The socket of `conn` is gone (closed by either side, or dropped).
     /// Frees the connection; others in its rooms see it leave.
     pub fn handle_close(&mut self, _now: Instant, id: ConnId) {
-        let Some(conn) = self.conns.get(id.0) else { return };
+        let Some(conn) = self.conns.get(id.0) else {
+            return;
+        };
         if matches!(conn.end, End::Close(..) | End::Drop) {
             self.pending_ends -= 1;
         }
@@ -513,7 +548,9 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         }
         let mut next = Instant::NEVER;
         for key in 0..self.conns.key_bound() {
-            let Some(conn) = self.conns.get_mut(key) else { continue };
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
             if conn.phase == Phase::Ending {
                 continue;
             }
@@ -525,7 +562,9 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                     next = next.min(deadline);
                     self.push(Record::Ping { conn: ConnId(key) });
                 }
-                TimerVerdict::Close(code, reason) => self.end(ConnId(key), End::Close(code, reason)),
+                TimerVerdict::Close(code, reason) => {
+                    self.end(ConnId(key), End::Close(code, reason))
+                }
                 TimerVerdict::Drop => self.end(ConnId(key), End::Drop),
             }
         }
@@ -549,7 +588,11 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
 
     /// Closes every connection with `code` (1001 shutdown, 1012 restart).
     pub fn shutdown(&mut self, code: u16) {
-        let reason = if code == 1012 { "service restart" } else { "server going away" };
+        let reason = if code == 1012 {
+            "service restart"
+        } else {
+            "server going away"
+        };
         for key in 0..self.conns.key_bound() {
             if self.conns.get(key).is_some() {
                 self.end(ConnId(key), End::Close(code, reason));
@@ -571,11 +614,28 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         if let Some(record) = self.records.pop_front() {
             let bytes = self.arena.bytes();
             return Some(match record {
-                Record::Unicast { conn, codec, bytes: r } => Output::Transmit { conn, codec, bytes: &bytes[r] },
+                Record::Unicast {
+                    conn,
+                    codec,
+                    bytes: r,
+                } => Output::Transmit {
+                    conn,
+                    codec,
+                    bytes: &bytes[r],
+                },
                 Record::Ping { conn } => Output::Ping { conn },
-                Record::Occupied { name } => Output::RoomOccupied { room: str_at(bytes, name) },
-                Record::Vacant { name } => Output::RoomVacant { room: str_at(bytes, name) },
-                Record::Broadcast { room, json, postcard, audience } => match self.rooms.get(room) {
+                Record::Occupied { name } => Output::RoomOccupied {
+                    room: str_at(bytes, name),
+                },
+                Record::Vacant { name } => Output::RoomVacant {
+                    room: str_at(bytes, name),
+                },
+                Record::Broadcast {
+                    room,
+                    json,
+                    postcard,
+                    audience,
+                } => match self.rooms.get(room) {
                     Some(r) => Output::Broadcast(Broadcast {
                         room: &r.name,
                         json: json.map(|j| &bytes[j]),
@@ -592,9 +652,15 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             while self.end_cursor < bound {
                 let key = self.end_cursor;
                 self.end_cursor += 1;
-                let Some(conn) = self.conns.get_mut(key) else { continue };
+                let Some(conn) = self.conns.get_mut(key) else {
+                    continue;
+                };
                 let out = match conn.end {
-                    End::Close(code, reason) => Output::Close { conn: ConnId(key), code, reason },
+                    End::Close(code, reason) => Output::Close {
+                        conn: ConnId(key),
+                        code,
+                        reason,
+                    },
                     End::Drop => Output::Drop { conn: ConnId(key) },
                     End::None | End::Emitted => continue,
                 };
@@ -607,9 +673,15 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             while self.end_cursor < bound && self.pending_ends > 0 {
                 let key = self.end_cursor;
                 self.end_cursor += 1;
-                let Some(conn) = self.conns.get_mut(key) else { continue };
+                let Some(conn) = self.conns.get_mut(key) else {
+                    continue;
+                };
                 let out = match conn.end {
-                    End::Close(code, reason) => Output::Close { conn: ConnId(key), code, reason },
+                    End::Close(code, reason) => Output::Close {
+                        conn: ConnId(key),
+                        code,
+                        reason,
+                    },
                     End::Drop => Output::Drop { conn: ConnId(key) },
                     End::None | End::Emitted => continue,
                 };
@@ -635,7 +707,9 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
     }
 
     fn deadline_of(&self, id: ConnId) -> Instant {
-        self.conns.get(id.0).map_or(Instant::NEVER, |c| c.timers.deadline(c.phase, &self.config))
+        self.conns
+            .get(id.0)
+            .map_or(Instant::NEVER, |c| c.timers.deadline(c.phase, &self.config))
     }
 
     fn authenticate(&self, token: &str, now: Instant) -> Result<A::Identity, AuthError> {
@@ -652,14 +726,23 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
     fn open(&mut self, id: ConnId, identity: Option<A::Identity>) {
         let leeway = crate::time::Duration::from_secs(self.config.token_leeway_secs);
         let ping_ms = self.config.ping_interval.as_millis();
-        let Some(conn) = self.conns.get_mut(id.0) else { return };
-        conn.timers.expires = identity.as_ref().and_then(|i| i.expires_at()).map(|e| e + leeway);
+        let Some(conn) = self.conns.get_mut(id.0) else {
+            return;
+        };
+        conn.timers.expires = identity
+            .as_ref()
+            .and_then(|i| i.expires_at())
+            .map(|e| e + leeway);
         conn.identity = identity;
         conn.phase = Phase::Open;
         let codec = conn.codec;
         let frame = ServerFrame::Welcome {
             client: Text::Borrowed(&conn.client),
-            user: conn.identity.as_ref().and_then(|i| i.user()).map(Text::Borrowed),
+            user: conn
+                .identity
+                .as_ref()
+                .and_then(|i| i.user())
+                .map(Text::Borrowed),
             ping_interval_ms: ping_ms,
             protocol: crate::protocol::PROTOCOL_VERSION,
         };
@@ -667,10 +750,18 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         self.unicast(id, codec, r);
     }
 
-    fn unicast(&mut self, conn: ConnId, codec: Codec, bytes: Result<Range<usize>, crate::protocol::EncodeError>) {
+    fn unicast(
+        &mut self,
+        conn: ConnId,
+        codec: Codec,
+        bytes: Result<Range<usize>, crate::protocol::EncodeError>,
+    ) {
         match bytes {
             Ok(bytes) => self.push(Record::Unicast { conn, codec, bytes }),
-            Err(_) => self.end(conn, End::Close(1011, "internal error: output storage full")),
+            Err(_) => self.end(
+                conn,
+                End::Close(1011, "internal error: output storage full"),
+            ),
         }
     }
 
@@ -679,27 +770,40 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             Record::Unicast { conn, .. } | Record::Ping { conn } => Some(*conn),
             _ => None,
         };
-        if self.records.push_back(record).is_err() {
-            if let Some(conn) = conn {
-                self.end(conn, End::Close(1011, "internal error: output storage full"));
+        if self.records.push_back(record).is_err()
+            && let Some(conn) = conn {
+                self.end(
+                    conn,
+                    End::Close(1011, "internal error: output storage full"),
+                );
             }
-        }
     }
 
     fn reply(&mut self, id: ConnId, frame: &ServerFrame<'_>) {
-        let Some(codec) = self.conns.get(id.0).map(|c| c.codec) else { return };
+        let Some(codec) = self.conns.get(id.0).map(|c| c.codec) else {
+            return;
+        };
         let r = self.arena.encode(codec, frame);
         self.unicast(id, codec, r);
     }
 
     fn reply_error(&mut self, id: ConnId, req: Option<u64>, code: u16, reason: &str) {
-        self.reply(id, &ServerFrame::Error { id: req, code, reason: Text::Borrowed(reason) });
+        self.reply(
+            id,
+            &ServerFrame::Error {
+                id: req,
+                code,
+                reason: Text::Borrowed(reason),
+            },
+        );
     }
 
     /// Marks `id` for closing: it leaves its rooms now and gets no more
     /// frames; the close itself is emitted after the pending records.
     fn end(&mut self, id: ConnId, how: End) {
-        let Some(conn) = self.conns.get_mut(id.0) else { return };
+        let Some(conn) = self.conns.get_mut(id.0) else {
+            return;
+        };
         if conn.end != End::None {
             return;
         }
@@ -711,7 +815,9 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
 
     fn leave_all(&mut self, id: ConnId) {
         loop {
-            let Some(conn) = self.conns.get_mut(id.0) else { return };
+            let Some(conn) = self.conns.get_mut(id.0) else {
+                return;
+            };
             let n = conn.rooms.as_slice().len();
             if n == 0 {
                 conn.rooms.shrink();
@@ -729,8 +835,17 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
     /// Removes `id` from room `key`'s subscribers (not from the
     /// connection's own list), with `leave` and vacancy as needed.
     fn remove_subscriber(&mut self, key: u32, id: ConnId) {
-        let Some(room) = self.rooms.get_mut(key) else { return };
-        let Some(pos) = room.subscribers.as_slice().iter().position(|s| s.conn == id) else { return };
+        let Some(room) = self.rooms.get_mut(key) else {
+            return;
+        };
+        let Some(pos) = room
+            .subscribers
+            .as_slice()
+            .iter()
+            .position(|s| s.conn == id)
+        else {
+            return;
+        };
         let sub = room.subscribers.swap_remove(pos);
         match sub.codec {
             Codec::Json => room.json -= 1,
@@ -747,12 +862,11 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             }
             return;
         }
-        if presence {
-            if let Some(member) = self.member_of(id) {
+        if presence
+            && let Some(member) = self.member_of(id) {
                 let member = member_static(&member);
                 self.broadcast_presence(key, false, &member);
             }
-        }
     }
 
     fn command(&mut self, now: Instant, id: ConnId, frame: ClientFrame<'_>) {
@@ -760,7 +874,12 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         match frame {
             ClientFrame::Ping { id: req } => self.reply(id, &ServerFrame::Pong { id: req }),
             ClientFrame::Auth { token } => self.refresh(now, id, &token),
-            ClientFrame::Subscribe { room, presence, recover, .. } => {
+            ClientFrame::Subscribe {
+                room,
+                presence,
+                recover,
+                ..
+            } => {
                 if let Some(err) = self.check_room(id, &room, Grant::Subscribe) {
                     return self.reply_error(id, req, err.0, err.1);
                 }
@@ -770,14 +889,12 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                 if !room::is_valid(&room) {
                     return self.reply_error(id, req, 4005, "bad room name");
                 }
-                if let Some(key) = self.index.find(&room) {
-                    if let Some(conn) = self.conns.get_mut(id.0) {
-                        if let Some(pos) = conn.rooms.as_slice().iter().position(|r| *r == key) {
+                if let Some(key) = self.index.find(&room)
+                    && let Some(conn) = self.conns.get_mut(id.0)
+                        && let Some(pos) = conn.rooms.as_slice().iter().position(|r| *r == key) {
                             conn.rooms.swap_remove(pos);
                             self.remove_subscriber(key, id);
                         }
-                    }
-                }
                 self.reply(id, &ServerFrame::Unsubscribed { id: req, room });
             }
             ClientFrame::Publish { room, data, .. } => {
@@ -795,9 +912,18 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                     _ => self.broadcast_message(&room, Some(id), &data),
                 };
                 match (result, req) {
-                    (Ok(offset), Some(req)) => self.reply(id, &ServerFrame::Ack { id: req, room, offset }),
+                    (Ok(offset), Some(req)) => self.reply(
+                        id,
+                        &ServerFrame::Ack {
+                            id: req,
+                            room,
+                            offset,
+                        },
+                    ),
                     (Ok(_), None) => {}
-                    (Err(e), _) => self.reply_error(id, req, e.code(), "publish failed: output storage full"),
+                    (Err(e), _) => {
+                        self.reply_error(id, req, e.code(), "publish failed: output storage full")
+                    }
                 }
             }
             ClientFrame::Presence { room, .. } => {
@@ -823,17 +949,23 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             Err(e) => return self.end(id, End::Close(e.close_code(), auth_reason(e))),
         };
         let leeway = crate::time::Duration::from_secs(self.config.token_leeway_secs);
-        let Some(conn) = self.conns.get_mut(id.0) else { return };
-        if let Some(current) = &conn.identity {
-            if current.user() != identity.user() {
+        let Some(conn) = self.conns.get_mut(id.0) else {
+            return;
+        };
+        if let Some(current) = &conn.identity
+            && current.user() != identity.user() {
                 return self.end(id, End::Close(4001, "token is for another user"));
             }
-        }
         conn.timers.expires = identity.expires_at().map(|e| e + leeway);
         conn.identity = Some(identity);
         let codec = conn.codec;
         let user = conn.identity.as_ref().and_then(|i| i.user());
-        let r = self.arena.encode(codec, &ServerFrame::Authed { user: user.map(Text::Borrowed) });
+        let r = self.arena.encode(
+            codec,
+            &ServerFrame::Authed {
+                user: user.map(Text::Borrowed),
+            },
+        );
         self.unicast(id, codec, r);
         self.schedule(self.deadline_of(id));
     }
@@ -851,8 +983,12 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                 }
                 identity.and_then(|i| i.may_publish(room))
             }
-            Grant::Presence if !ns.presence => return Some((4003, "presence is off for this namespace")),
-            Grant::History if ns.history_size == 0 => return Some((4003, "history is off for this namespace")),
+            Grant::Presence if !ns.presence => {
+                return Some((4003, "presence is off for this namespace"));
+            }
+            Grant::History if ns.history_size == 0 => {
+                return Some((4003, "history is off for this namespace"));
+            }
             _ => identity.and_then(|i| i.may_subscribe(room)),
         };
         let allowed = claim.unwrap_or(!ns.require_grant);
@@ -868,7 +1004,9 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         recover: Option<&crate::protocol::Recover<'_>>,
     ) {
         let max_rooms = self.config.max_rooms_per_connection;
-        let Some(conn) = self.conns.get(id.0) else { return };
+        let Some(conn) = self.conns.get(id.0) else {
+            return;
+        };
         let codec = conn.codec;
         let existing = self.index.find(name);
         let already = existing.is_some_and(|k| conn.rooms.as_slice().contains(&k));
@@ -891,7 +1029,11 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                 let Ok(k) = self.rooms.insert(room) else {
                     return self.reply_error(id, req, 4006, "room table full");
                 };
-                if self.index.insert(room::to_name(name).unwrap_or_default(), k).is_err() {
+                if self
+                    .index
+                    .insert(room::to_name(name).unwrap_or_default(), k)
+                    .is_err()
+                {
                     self.rooms.remove(k);
                     return self.reply_error(id, req, 4006, "room table full");
                 }
@@ -901,28 +1043,45 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                 k
             }
         };
-        let Some(room) = self.rooms.get_mut(key) else { return };
+        let Some(room) = self.rooms.get_mut(key) else {
+            return;
+        };
         if already {
-            if let Some(s) = room.subscribers.as_mut_slice().iter_mut().find(|s| s.conn == id) {
+            if let Some(s) = room
+                .subscribers
+                .as_mut_slice()
+                .iter_mut()
+                .find(|s| s.conn == id)
+            {
                 s.presence_events = presence_events;
             }
         } else {
-            if room.subscribers.push(Subscriber { conn: id, codec, presence_events }).is_err() {
+            if room
+                .subscribers
+                .push(Subscriber {
+                    conn: id,
+                    codec,
+                    presence_events,
+                })
+                .is_err()
+            {
                 return self.reply_error(id, req, 4006, "room is full");
             }
             match codec {
                 Codec::Json => room.json += 1,
                 Codec::Postcard => room.postcard += 1,
             }
-            if let Some(conn) = self.conns.get_mut(id.0) {
-                if conn.rooms.push(key).is_err() {
+            if let Some(conn) = self.conns.get_mut(id.0)
+                && conn.rooms.push(key).is_err() {
                     self.remove_subscriber(key, id);
                     return self.reply_error(id, req, 4006, "too many rooms for this connection");
                 }
-            }
         }
-        let Some(room) = self.rooms.get(key) else { return };
-        let recovered = recover.is_some_and(|r| r.epoch == room.epoch.as_str() && r.offset == room.offset);
+        let Some(room) = self.rooms.get(key) else {
+            return;
+        };
+        let recovered =
+            recover.is_some_and(|r| r.epoch == room.epoch.as_str() && r.offset == room.offset);
         let frame = ServerFrame::Subscribed {
             id: req,
             room: Text::Borrowed(&room.name),
@@ -933,16 +1092,17 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         };
         let r = self.arena.encode(codec, &frame);
         self.unicast(id, codec, r);
-        if !already && self.config.namespace_of(name).presence {
-            if let Some(member) = self.member_of(id) {
+        if !already && self.config.namespace_of(name).presence
+            && let Some(member) = self.member_of(id) {
                 let member = member_static(&member);
                 self.broadcast_presence(key, true, &member);
             }
-        }
     }
 
     fn presence_reply(&mut self, id: ConnId, req: Option<u64>, name: &str) {
-        let Some(codec) = self.conns.get(id.0).map(|c| c.codec) else { return };
+        let Some(codec) = self.conns.get(id.0).map(|c| c.codec) else {
+            return;
+        };
         #[cfg(feature = "alloc")]
         let mut members: Vec<Member<'_>> = Vec::new();
         #[cfg(not(feature = "alloc"))]
@@ -973,13 +1133,28 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
     /// Assigns the next offset in `name` and fans the message out. A room
     /// with no subscribers still counts offsets while it exists; a room that
     /// does not exist has nobody to deliver to.
-    fn broadcast_message(&mut self, name: &str, from: Option<ConnId>, data: &[u8]) -> Result<u64, PublishError> {
+    fn broadcast_message(
+        &mut self,
+        name: &str,
+        from: Option<ConnId>,
+        data: &[u8],
+    ) -> Result<u64, PublishError> {
         self.published += 1;
-        let Some(key) = self.index.find(name) else { return Ok(0) };
+        let Some(key) = self.index.find(name) else {
+            return Ok(0);
+        };
         let sender = from.and_then(|f| self.conns.get(f.0)).map(|c| {
-            (c.client.clone(), c.identity.as_ref().and_then(|i| i.user()).and_then(|u| to_short(u)))
+            (
+                c.client.clone(),
+                c.identity
+                    .as_ref()
+                    .and_then(|i| i.user())
+                    .and_then(to_short),
+            )
         });
-        let Some(room) = self.rooms.get_mut(key) else { return Ok(0) };
+        let Some(room) = self.rooms.get_mut(key) else {
+            return Ok(0);
+        };
         room.offset += 1;
         let offset = room.offset;
         let from_frame = sender.as_ref().map(|(client, user)| Sender {
@@ -994,28 +1169,51 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             data: Data::Borrowed(data),
         });
         let json = if room.json > 0 {
-            Some(self.arena.encode(Codec::Json, &frame).map_err(|_| PublishError::Full)?)
+            Some(
+                self.arena
+                    .encode(Codec::Json, &frame)
+                    .map_err(|_| PublishError::Full)?,
+            )
         } else {
             None
         };
         let postcard = if room.postcard > 0 {
-            Some(self.arena.encode(Codec::Postcard, &frame).map_err(|_| PublishError::Full)?)
+            Some(
+                self.arena
+                    .encode(Codec::Postcard, &frame)
+                    .map_err(|_| PublishError::Full)?,
+            )
         } else {
             None
         };
         self.records
-            .push_back(Record::Broadcast { room: key, json, postcard, audience: Audience::All })
+            .push_back(Record::Broadcast {
+                room: key,
+                json,
+                postcard,
+                audience: Audience::All,
+            })
             .map_err(|_| PublishError::Full)?;
         Ok(offset)
     }
 
     /// Sends `join` (or `leave`) of `member` to the presence watchers of room `key`.
     fn broadcast_presence(&mut self, key: u32, join: bool, member: &MemberCopy) {
-        let Some(room) = self.rooms.get(key) else { return };
+        let Some(room) = self.rooms.get(key) else {
+            return;
+        };
         let (name, member) = (Text::Borrowed(room.name.as_str()), member.get());
-        let frame = if join { ServerFrame::Join { room: name, member } } else { ServerFrame::Leave { room: name, member } };
-        let json = (room.json > 0).then(|| self.arena.encode(Codec::Json, &frame).ok()).flatten();
-        let postcard = (room.postcard > 0).then(|| self.arena.encode(Codec::Postcard, &frame).ok()).flatten();
+        let frame = if join {
+            ServerFrame::Join { room: name, member }
+        } else {
+            ServerFrame::Leave { room: name, member }
+        };
+        let json = (room.json > 0)
+            .then(|| self.arena.encode(Codec::Json, &frame).ok())
+            .flatten();
+        let postcard = (room.postcard > 0)
+            .then(|| self.arena.encode(Codec::Postcard, &frame).ok())
+            .flatten();
         // Presence events are best-effort when a fixed-capacity queue is full.
         let _ = self.records.push_back(Record::Broadcast {
             room: key,
@@ -1048,10 +1246,14 @@ fn str_at(bytes: &[u8], r: Range<usize>) -> &str {
 
 #[cfg(feature = "json")]
 fn needs_compaction(raw: &[u8]) -> bool {
-    raw.iter().any(|b| matches!(b, b' ' | b'\n' | b'\r' | b'\t'))
+    raw.iter()
+        .any(|b| matches!(b, b' ' | b'\n' | b'\r' | b'\t'))
 }
 
-fn member_in<'c, S: Storage + 'c, I: Identity + 'c>(conns: &'c S::Conns<Conn<S, I>>, id: ConnId) -> Option<Member<'c>> {
+fn member_in<'c, S: Storage + 'c, I: Identity + 'c>(
+    conns: &'c S::Conns<Conn<S, I>>,
+    id: ConnId,
+) -> Option<Member<'c>> {
     let conn = conns.get(id.0)?;
     let identity = conn.identity.as_ref();
     Some(Member {
@@ -1104,6 +1306,9 @@ fn member_static(m: &Member<'_>) -> MemberCopy {
         #[cfg(feature = "alloc")]
         info: m.info.as_ref().map(|i| i.to_vec()),
         #[cfg(not(feature = "alloc"))]
-        info: m.info.as_ref().and_then(|i| heapless::Vec::from_slice(i).ok()),
+        info: m
+            .info
+            .as_ref()
+            .and_then(|i| heapless::Vec::from_slice(i).ok()),
     }
 }

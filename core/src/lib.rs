@@ -7,10 +7,10 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
-pub mod protocol;
 pub mod auth;
 pub mod config;
 pub mod hub;
+pub mod protocol;
 pub mod room;
 pub mod session;
 pub mod storage;

@@ -57,7 +57,12 @@ const UNIT: u64 = 1_000_000;
 
 impl RateLimiter {
     pub(crate) fn new(now: Instant, config: &Config) -> Self {
-        RateLimiter { tokens: u64::from(config.rate_burst) * UNIT, last: now, over_since: None, last_over: now }
+        RateLimiter {
+            tokens: u64::from(config.rate_burst) * UNIT,
+            last: now,
+            over_since: None,
+            last_over: now,
+        }
     }
 
     pub(crate) fn check(&mut self, now: Instant, config: &Config) -> RateVerdict {
@@ -67,7 +72,10 @@ impl RateLimiter {
         let elapsed = now.saturating_since(self.last).as_micros();
         self.last = now;
         let cap = u64::from(config.rate_burst.max(1)) * UNIT;
-        self.tokens = self.tokens.saturating_add(elapsed.saturating_mul(u64::from(config.rate_limit))).min(cap);
+        self.tokens = self
+            .tokens
+            .saturating_add(elapsed.saturating_mul(u64::from(config.rate_limit)))
+            .min(cap);
         if self.tokens >= UNIT {
             self.tokens -= UNIT;
             return RateVerdict::Pass;
@@ -98,7 +106,11 @@ pub(crate) struct Timers {
 
 impl Timers {
     pub(crate) fn new(now: Instant, config: &Config) -> Self {
-        Timers { last_rx: now, next_ping: now + config.ping_interval, expires: None }
+        Timers {
+            last_rx: now,
+            next_ping: now + config.ping_interval,
+            expires: None,
+        }
     }
 
     /// The earliest time this connection needs attention.
@@ -118,16 +130,14 @@ impl Timers {
         if now >= self.last_rx + config.dead_after() {
             return TimerVerdict::Drop;
         }
-        if let Phase::AwaitingAuth { deadline } = phase {
-            if now >= deadline {
+        if let Phase::AwaitingAuth { deadline } = phase
+            && now >= deadline {
                 return TimerVerdict::Close(4002, "authentication timeout");
             }
-        }
-        if let Some(exp) = self.expires {
-            if now >= exp {
+        if let Some(exp) = self.expires
+            && now >= exp {
                 return TimerVerdict::Close(4004, "token expired");
             }
-        }
         if now >= self.next_ping {
             self.next_ping = now + config.ping_interval;
             return TimerVerdict::Ping;
@@ -142,7 +152,11 @@ mod tests {
 
     #[test]
     fn rate_limit_drops_then_closes_after_a_persistent_streak() {
-        let config = Config { rate_limit: 10, rate_burst: 20, ..Config::default() };
+        let config = Config {
+            rate_limit: 10,
+            rate_burst: 20,
+            ..Config::default()
+        };
         let t0 = Instant::from_secs(1000);
         let mut rl = RateLimiter::new(t0, &config);
         for _ in 0..20 {
@@ -150,7 +164,10 @@ mod tests {
         }
         assert_eq!(rl.check(t0, &config), RateVerdict::Drop);
         // Refill: 100 ms = 1 frame.
-        assert_eq!(rl.check(t0 + Duration::from_millis(100), &config), RateVerdict::Pass);
+        assert_eq!(
+            rl.check(t0 + Duration::from_millis(100), &config),
+            RateVerdict::Pass
+        );
         // Flood at 100/s for 10 s: drops, then a close.
         let mut verdict = RateVerdict::Pass;
         for i in 1..=1000u64 {
@@ -165,7 +182,11 @@ mod tests {
 
     #[test]
     fn rate_limit_streak_resets_after_a_pause() {
-        let config = Config { rate_limit: 1, rate_burst: 1, ..Config::default() };
+        let config = Config {
+            rate_limit: 1,
+            rate_burst: 1,
+            ..Config::default()
+        };
         let t0 = Instant::from_secs(1000);
         let mut rl = RateLimiter::new(t0, &config);
         assert_eq!(rl.check(t0, &config), RateVerdict::Pass);
@@ -174,12 +195,18 @@ mod tests {
         let t1 = t0 + Duration::from_secs(9);
         assert_eq!(rl.check(t1, &config), RateVerdict::Pass);
         assert_eq!(rl.check(t1, &config), RateVerdict::Drop);
-        assert_eq!(rl.check(t1 + Duration::from_millis(500), &config), RateVerdict::Drop);
+        assert_eq!(
+            rl.check(t1 + Duration::from_millis(500), &config),
+            RateVerdict::Drop
+        );
     }
 
     #[test]
     fn rate_limit_off() {
-        let config = Config { rate_limit: 0, ..Config::default() };
+        let config = Config {
+            rate_limit: 0,
+            ..Config::default()
+        };
         let t0 = Instant::from_secs(1);
         let mut rl = RateLimiter::new(t0, &config);
         for _ in 0..100_000 {

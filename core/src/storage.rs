@@ -61,7 +61,11 @@ pub trait Arena: Default {
     /// Everything stored.
     fn bytes(&self) -> &[u8];
     /// Appends the encoding of `frame` and returns where it is.
-    fn encode(&mut self, codec: Codec, frame: &ServerFrame<'_>) -> Result<Range<usize>, EncodeError>;
+    fn encode(
+        &mut self,
+        codec: Codec,
+        frame: &ServerFrame<'_>,
+    ) -> Result<Range<usize>, EncodeError>;
     /// Appends raw bytes and returns where they are.
     fn push(&mut self, bytes: &[u8]) -> Result<Range<usize>, EncodeError>;
 }
@@ -110,8 +114,8 @@ pub struct Fixed<
     const ARENA: usize,
 >;
 
-impl<const C: usize, const R: usize, const M: usize, const P: usize, const O: usize, const A: usize> Storage
-    for Fixed<C, R, M, P, O, A>
+impl<const C: usize, const R: usize, const M: usize, const P: usize, const O: usize, const A: usize>
+    Storage for Fixed<C, R, M, P, O, A>
 {
     type Conns<T> = FixedSlab<T, C>;
     type Rooms<T> = FixedSlab<T, R>;
@@ -131,7 +135,10 @@ pub struct FixedSlab<T, const N: usize> {
 
 impl<T, const N: usize> Default for FixedSlab<T, N> {
     fn default() -> Self {
-        FixedSlab { slots: heapless::Vec::new(), len: 0 }
+        FixedSlab {
+            slots: heapless::Vec::new(),
+            len: 0,
+        }
     }
 }
 
@@ -208,7 +215,11 @@ impl<const N: usize> Arena for heapless::Vec<u8, N> {
     fn bytes(&self) -> &[u8] {
         self
     }
-    fn encode(&mut self, codec: Codec, frame: &ServerFrame<'_>) -> Result<Range<usize>, EncodeError> {
+    fn encode(
+        &mut self,
+        codec: Codec,
+        frame: &ServerFrame<'_>,
+    ) -> Result<Range<usize>, EncodeError> {
         let start = self.len();
         self.resize(N, 0).map_err(|_| EncodeError::BufferFull)?;
         match codec.encode_server_to_slice(frame, &mut self[start..]) {
@@ -224,7 +235,8 @@ impl<const N: usize> Arena for heapless::Vec<u8, N> {
     }
     fn push(&mut self, bytes: &[u8]) -> Result<Range<usize>, EncodeError> {
         let start = self.len();
-        self.extend_from_slice(bytes).map_err(|_| EncodeError::BufferFull)?;
+        self.extend_from_slice(bytes)
+            .map_err(|_| EncodeError::BufferFull)?;
         Ok(start..self.len())
     }
 }
@@ -241,7 +253,10 @@ impl<const N: usize> Default for FixedIndex<N> {
 
 impl<const N: usize> RoomIndex for FixedIndex<N> {
     fn find(&self, name: &str) -> Option<u32> {
-        self.0.iter().find(|(n, _)| n.as_str() == name).map(|(_, k)| *k)
+        self.0
+            .iter()
+            .find(|(n, _)| n.as_str() == name)
+            .map(|(_, k)| *k)
     }
     fn insert(&mut self, name: RoomName, key: u32) -> Result<(), ()> {
         self.0.push((name, key)).map_err(|_| ())
@@ -292,7 +307,11 @@ mod growable {
 
     impl<T> Default for GrowableSlab<T> {
         fn default() -> Self {
-            GrowableSlab { slots: Vec::new(), free: Vec::new(), len: 0 }
+            GrowableSlab {
+                slots: Vec::new(),
+                free: Vec::new(),
+                len: 0,
+            }
         }
     }
 
@@ -375,9 +394,15 @@ mod growable {
         fn bytes(&self) -> &[u8] {
             self
         }
-        fn encode(&mut self, codec: Codec, frame: &ServerFrame<'_>) -> Result<Range<usize>, EncodeError> {
+        fn encode(
+            &mut self,
+            codec: Codec,
+            frame: &ServerFrame<'_>,
+        ) -> Result<Range<usize>, EncodeError> {
             let start = self.len();
-            codec.encode_server(frame, self).inspect_err(|_| self.truncate(start))?;
+            codec
+                .encode_server(frame, self)
+                .inspect_err(|_| self.truncate(start))?;
             Ok(start..self.len())
         }
         fn push(&mut self, bytes: &[u8]) -> Result<Range<usize>, EncodeError> {

@@ -21,7 +21,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use switchboard_core::protocol::{Codec, Data, Recover, SUBPROTOCOL_JSON, SUBPROTOCOL_POSTCARD, Text};
+use switchboard_core::protocol::{
+    Codec, Data, Recover, SUBPROTOCOL_JSON, SUBPROTOCOL_POSTCARD, Text,
+};
 use switchboard_core::{ClientFrame, ServerFrame};
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -118,7 +120,6 @@ pub struct ReceivedMessage {
     pub data: Vec<u8>,
 }
 
-
 impl ReceivedMessage {
     /// The payload as JSON, if it is JSON.
     pub fn json(&self) -> Option<serde_json::Value> {
@@ -131,7 +132,10 @@ impl ReceivedMessage {
             epoch: m.epoch.to_string(),
             offset: m.offset,
             from_client: m.from.as_ref().map(|f| f.client.to_string()),
-            from_user: m.from.as_ref().and_then(|f| f.user.as_ref().map(|u| u.to_string())),
+            from_user: m
+                .from
+                .as_ref()
+                .and_then(|f| f.user.as_ref().map(|u| u.to_string())),
             data: m.data.to_vec(),
         }
     }
@@ -226,13 +230,21 @@ enum Reply {
     Unsubscribed,
     Ack(u64),
     Presence(Vec<PresenceMember>),
-    History { epoch: String, offset: u64, messages: Vec<ReceivedMessage> },
+    History {
+        epoch: String,
+        offset: u64,
+        messages: Vec<ReceivedMessage>,
+    },
     Pong,
     Authed(Option<String>),
 }
 
 enum Command {
-    Send { bytes: Vec<u8>, id: Option<u64>, reply: Option<oneshot::Sender<Result<Reply, ClientError>>> },
+    Send {
+        bytes: Vec<u8>,
+        id: Option<u64>,
+        reply: Option<oneshot::Sender<Result<Reply, ClientError>>>,
+    },
     Close,
 }
 
@@ -277,7 +289,8 @@ impl Client {
             h.insert("Cookie", v);
         }
         if let Some(origin) = &options.origin {
-            let v = HeaderValue::from_str(origin).map_err(|_| ClientError::Protocol("bad origin".into()))?;
+            let v = HeaderValue::from_str(origin)
+                .map_err(|_| ClientError::Protocol("bad origin".into()))?;
             h.insert("Origin", v);
         }
         let (mut ws, _) =
@@ -285,19 +298,31 @@ impl Client {
                 .await
                 .map_err(|_| ClientError::Timeout)??;
         if let Credentials::FirstFrame(token) = &options.credentials {
-            let bytes = encode(options.codec, &ClientFrame::Auth { token: Text::Borrowed(token) })?;
+            let bytes = encode(
+                options.codec,
+                &ClientFrame::Auth {
+                    token: Text::Borrowed(token),
+                },
+            )?;
             ws.send(to_message(options.codec, bytes)).await?;
         }
         // The first frame must be `welcome`.
         let welcome = tokio::time::timeout(options.timeout, async {
             loop {
                 match ws.next().await {
-                    Some(Ok(Message::Text(t))) => return parse_welcome(options.codec, t.as_bytes()),
+                    Some(Ok(Message::Text(t))) => {
+                        return parse_welcome(options.codec, t.as_bytes());
+                    }
                     Some(Ok(Message::Binary(b))) => return parse_welcome(options.codec, &b),
                     Some(Ok(Message::Close(frame))) => return Err(closed(frame)),
                     Some(Ok(_)) => continue,
                     Some(Err(e)) => return Err(e.into()),
-                    None => return Err(ClientError::Closed { code: None, reason: String::new() }),
+                    None => {
+                        return Err(ClientError::Closed {
+                            code: None,
+                            reason: String::new(),
+                        });
+                    }
                 }
             }
         })
@@ -328,18 +353,31 @@ impl Client {
         self.positions.get(room).map(|(e, o)| (e.as_str(), *o))
     }
 
-    async fn request(&mut self, frame: impl FnOnce(u64) -> ClientFrame<'static>) -> Result<Reply, ClientError> {
+    async fn request(
+        &mut self,
+        frame: impl FnOnce(u64) -> ClientFrame<'static>,
+    ) -> Result<Reply, ClientError> {
         let id = self.next_id;
         self.next_id += 1;
         let bytes = encode(self.codec, &frame(id))?;
         let (tx, rx) = oneshot::channel();
         self.commands
-            .send(Command::Send { bytes, id: Some(id), reply: Some(tx) })
+            .send(Command::Send {
+                bytes,
+                id: Some(id),
+                reply: Some(tx),
+            })
             .await
-            .map_err(|_| ClientError::Closed { code: None, reason: "client task ended".into() })?;
+            .map_err(|_| ClientError::Closed {
+                code: None,
+                reason: "client task ended".into(),
+            })?;
         match tokio::time::timeout(self.timeout, rx).await {
             Err(_) => Err(ClientError::Timeout),
-            Ok(Err(_)) => Err(ClientError::Closed { code: None, reason: "connection ended".into() }),
+            Ok(Err(_)) => Err(ClientError::Closed {
+                code: None,
+                reason: "connection ended".into(),
+            }),
             Ok(Ok(r)) => r,
         }
     }
@@ -362,24 +400,38 @@ impl Client {
             .request(move |id| ClientFrame::Subscribe {
                 room: Text::Owned(room_s),
                 id: Some(id),
-                recover: recover.map(|(e, o)| Recover { epoch: Text::Owned(e), offset: o }),
+                recover: recover.map(|(e, o)| Recover {
+                    epoch: Text::Owned(e),
+                    offset: o,
+                }),
                 presence: presence.then_some(true),
             })
             .await?;
         match reply {
             Reply::Subscribed(s) => {
-                let last = s.messages.last().map_or(s.offset, |m| m.offset).max(s.offset);
-                self.positions.insert(s.room.clone(), (s.epoch.clone(), last));
+                let last = s
+                    .messages
+                    .last()
+                    .map_or(s.offset, |m| m.offset)
+                    .max(s.offset);
+                self.positions
+                    .insert(s.room.clone(), (s.epoch.clone(), last));
                 Ok(s)
             }
-            _ => Err(ClientError::Protocol("unexpected reply to subscribe".into())),
+            _ => Err(ClientError::Protocol(
+                "unexpected reply to subscribe".into(),
+            )),
         }
     }
 
     /// Unsubscribes from `room`.
     pub async fn unsubscribe(&mut self, room: &str) -> Result<(), ClientError> {
         let room_s = room.to_owned();
-        self.request(move |id| ClientFrame::Unsubscribe { room: Text::Owned(room_s), id: Some(id) }).await?;
+        self.request(move |id| ClientFrame::Unsubscribe {
+            room: Text::Owned(room_s),
+            id: Some(id),
+        })
+        .await?;
         Ok(())
     }
 
@@ -387,7 +439,11 @@ impl Client {
     pub async fn publish(&mut self, room: &str, data: &[u8]) -> Result<u64, ClientError> {
         let (room_s, data) = (room.to_owned(), data.to_vec());
         match self
-            .request(move |id| ClientFrame::Publish { room: Text::Owned(room_s), data: Data::Owned(data), id: Some(id) })
+            .request(move |id| ClientFrame::Publish {
+                room: Text::Owned(room_s),
+                data: Data::Owned(data),
+                id: Some(id),
+            })
             .await?
         {
             Reply::Ack(offset) => Ok(offset),
@@ -396,21 +452,35 @@ impl Client {
     }
 
     /// Publishes a JSON value and waits for its `ack`.
-    pub async fn publish_json(&mut self, room: &str, value: &serde_json::Value) -> Result<u64, ClientError> {
+    pub async fn publish_json(
+        &mut self,
+        room: &str,
+        value: &serde_json::Value,
+    ) -> Result<u64, ClientError> {
         let data = serde_json::to_vec(value).map_err(|e| ClientError::Protocol(e.to_string()))?;
         self.publish(room, &data).await
     }
 
     /// Publishes without asking for an `ack` (fire and forget).
     pub async fn publish_nowait(&mut self, room: &str, data: &[u8]) -> Result<(), ClientError> {
-        let frame = ClientFrame::Publish { room: Text::Borrowed(room), data: Data::Borrowed(data), id: None };
+        let frame = ClientFrame::Publish {
+            room: Text::Borrowed(room),
+            data: Data::Borrowed(data),
+            id: None,
+        };
         self.send_raw(encode(self.codec, &frame)?).await
     }
 
     /// Lists the members of `room` (presence).
     pub async fn presence(&mut self, room: &str) -> Result<Vec<PresenceMember>, ClientError> {
         let room_s = room.to_owned();
-        match self.request(move |id| ClientFrame::Presence { room: Text::Owned(room_s), id: Some(id) }).await? {
+        match self
+            .request(move |id| ClientFrame::Presence {
+                room: Text::Owned(room_s),
+                id: Some(id),
+            })
+            .await?
+        {
             Reply::Presence(m) => Ok(m),
             _ => Err(ClientError::Protocol("unexpected reply to presence".into())),
         }
@@ -425,17 +495,29 @@ impl Client {
     ) -> Result<(String, u64, Vec<ReceivedMessage>), ClientError> {
         let room_s = room.to_owned();
         match self
-            .request(move |id| ClientFrame::History { room: Text::Owned(room_s), id: Some(id), since, limit })
+            .request(move |id| ClientFrame::History {
+                room: Text::Owned(room_s),
+                id: Some(id),
+                since,
+                limit,
+            })
             .await?
         {
-            Reply::History { epoch, offset, messages } => Ok((epoch, offset, messages)),
+            Reply::History {
+                epoch,
+                offset,
+                messages,
+            } => Ok((epoch, offset, messages)),
             _ => Err(ClientError::Protocol("unexpected reply to history".into())),
         }
     }
 
     /// Application-level ping; waits for the `pong`.
     pub async fn ping(&mut self) -> Result<(), ClientError> {
-        match self.request(|id| ClientFrame::Ping { id: Some(id) }).await? {
+        match self
+            .request(|id| ClientFrame::Ping { id: Some(id) })
+            .await?
+        {
             Reply::Pong => Ok(()),
             _ => Err(ClientError::Protocol("unexpected reply to ping".into())),
         }
@@ -443,15 +525,30 @@ impl Client {
 
     /// Sends a fresh token (refresh); returns the user of the `authed` reply.
     pub async fn refresh(&mut self, token: &str) -> Result<Option<String>, ClientError> {
-        let bytes = encode(self.codec, &ClientFrame::Auth { token: Text::Borrowed(token) })?;
+        let bytes = encode(
+            self.codec,
+            &ClientFrame::Auth {
+                token: Text::Borrowed(token),
+            },
+        )?;
         let (tx, rx) = oneshot::channel();
         self.commands
-            .send(Command::Send { bytes, id: Some(0), reply: Some(tx) })
+            .send(Command::Send {
+                bytes,
+                id: Some(0),
+                reply: Some(tx),
+            })
             .await
-            .map_err(|_| ClientError::Closed { code: None, reason: "client task ended".into() })?;
+            .map_err(|_| ClientError::Closed {
+                code: None,
+                reason: "client task ended".into(),
+            })?;
         match tokio::time::timeout(self.timeout, rx).await {
             Err(_) => Err(ClientError::Timeout),
-            Ok(Err(_)) => Err(ClientError::Closed { code: None, reason: "connection ended".into() }),
+            Ok(Err(_)) => Err(ClientError::Closed {
+                code: None,
+                reason: "connection ended".into(),
+            }),
             Ok(Ok(Ok(Reply::Authed(user)))) => Ok(user),
             Ok(Ok(Ok(_))) => Err(ClientError::Protocol("unexpected reply to auth".into())),
             Ok(Ok(Err(e))) => Err(e),
@@ -461,16 +558,24 @@ impl Client {
     /// Sends raw bytes as one frame of the client's codec (for tests).
     pub async fn send_raw(&mut self, bytes: Vec<u8>) -> Result<(), ClientError> {
         self.commands
-            .send(Command::Send { bytes, id: None, reply: None })
+            .send(Command::Send {
+                bytes,
+                id: None,
+                reply: None,
+            })
             .await
-            .map_err(|_| ClientError::Closed { code: None, reason: "client task ended".into() })
+            .map_err(|_| ClientError::Closed {
+                code: None,
+                reason: "client task ended".into(),
+            })
     }
 
     /// The next event; `None` after [`Event::Closed`].
     pub async fn next_event(&mut self) -> Option<Event> {
         let event = self.events.recv().await?;
         if let Event::Message(m) = &event {
-            self.positions.insert(m.room.clone(), (m.epoch.clone(), m.offset));
+            self.positions
+                .insert(m.room.clone(), (m.epoch.clone(), m.offset));
         }
         Some(event)
     }
@@ -483,7 +588,9 @@ impl Client {
 
 fn encode(codec: Codec, frame: &ClientFrame<'_>) -> Result<Vec<u8>, ClientError> {
     let mut out = Vec::new();
-    codec.encode_client(frame, &mut out).map_err(|e| ClientError::Protocol(e.to_string()))?;
+    codec
+        .encode_client(frame, &mut out)
+        .map_err(|e| ClientError::Protocol(e.to_string()))?;
     Ok(out)
 }
 
@@ -499,20 +606,40 @@ fn to_message(codec: Codec, bytes: Vec<u8>) -> Message {
 
 fn closed(frame: Option<CloseFrame>) -> ClientError {
     match frame {
-        Some(f) => ClientError::Closed { code: Some(u16::from(f.code)), reason: f.reason.to_string() },
-        None => ClientError::Closed { code: None, reason: String::new() },
+        Some(f) => ClientError::Closed {
+            code: Some(u16::from(f.code)),
+            reason: f.reason.to_string(),
+        },
+        None => ClientError::Closed {
+            code: None,
+            reason: String::new(),
+        },
     }
 }
 
 fn parse_welcome(codec: Codec, bytes: &[u8]) -> Result<Welcome, ClientError> {
-    match codec.decode_server(bytes).map_err(|e| ClientError::Protocol(e.to_string()))? {
-        ServerFrame::Welcome { client, user, ping_interval_ms, .. } => Ok(Welcome {
+    match codec
+        .decode_server(bytes)
+        .map_err(|e| ClientError::Protocol(e.to_string()))?
+    {
+        ServerFrame::Welcome {
+            client,
+            user,
+            ping_interval_ms,
+            ..
+        } => Ok(Welcome {
             client: client.to_string(),
             user: user.map(|u| u.to_string()),
             ping_interval_ms,
         }),
-        ServerFrame::Error { code, reason, .. } => Err(ClientError::Server { code, reason: reason.to_string() }),
-        other => Err(ClientError::Protocol(format!("expected welcome, got {}", other.type_name()))),
+        ServerFrame::Error { code, reason, .. } => Err(ClientError::Server {
+            code,
+            reason: reason.to_string(),
+        }),
+        other => Err(ClientError::Protocol(format!(
+            "expected welcome, got {}",
+            other.type_name()
+        ))),
     }
 }
 
@@ -579,43 +706,82 @@ async fn drive<S>(
                     };
                     if let Some(w) = waiter { let _ = w.send(reply); }
                 }
-                if let Some(event) = event {
-                    if events.send(event).await.is_err() {
+                if let Some(event) = event
+                    && events.send(event).await.is_err() {
                         // The Client was dropped: close.
                         let _ = sink.send(Message::Close(None)).await;
                         return;
                     }
-                }
             }
         }
     };
     let err = match &end {
-        Event::Closed { code, reason } => ClientError::Closed { code: *code, reason: reason.clone() },
-        _ => ClientError::Closed { code: None, reason: String::new() },
+        Event::Closed { code, reason } => ClientError::Closed {
+            code: *code,
+            reason: reason.clone(),
+        },
+        _ => ClientError::Closed {
+            code: None,
+            reason: String::new(),
+        },
     };
     for (_, w) in pending.drain() {
         let _ = w.send(Err(ClientError::Closed {
-            code: if let ClientError::Closed { code, .. } = &err { *code } else { None },
+            code: if let ClientError::Closed { code, .. } = &err {
+                *code
+            } else {
+                None
+            },
             reason: err.to_string(),
         }));
     }
     if let Some(w) = auth_waiter.take() {
-        let _ = w.send(Err(ClientError::Closed { code: None, reason: err.to_string() }));
+        let _ = w.send(Err(ClientError::Closed {
+            code: None,
+            reason: err.to_string(),
+        }));
     }
     let _ = events.send(end).await;
 }
 
 /// Sorts a server frame into (request id, reply, event).
-fn dispatch(frame: ServerFrame<'_>) -> (Option<u64>, Option<Result<Reply, ClientError>>, Option<Event>) {
+fn dispatch(
+    frame: ServerFrame<'_>,
+) -> (
+    Option<u64>,
+    Option<Result<Reply, ClientError>>,
+    Option<Event>,
+) {
     match frame {
-        ServerFrame::Message(m) => (None, None, Some(Event::Message(ReceivedMessage::from_frame(&m)))),
-        ServerFrame::Join { room, member } => {
-            (None, None, Some(Event::Join { room: room.to_string(), member: PresenceMember::from_frame(&member) }))
-        }
-        ServerFrame::Leave { room, member } => {
-            (None, None, Some(Event::Leave { room: room.to_string(), member: PresenceMember::from_frame(&member) }))
-        }
-        ServerFrame::Subscribed { id, room, epoch, offset, recovered, messages } => (
+        ServerFrame::Message(m) => (
+            None,
+            None,
+            Some(Event::Message(ReceivedMessage::from_frame(&m))),
+        ),
+        ServerFrame::Join { room, member } => (
+            None,
+            None,
+            Some(Event::Join {
+                room: room.to_string(),
+                member: PresenceMember::from_frame(&member),
+            }),
+        ),
+        ServerFrame::Leave { room, member } => (
+            None,
+            None,
+            Some(Event::Leave {
+                room: room.to_string(),
+                member: PresenceMember::from_frame(&member),
+            }),
+        ),
+        ServerFrame::Subscribed {
+            id,
+            room,
+            epoch,
+            offset,
+            recovered,
+            messages,
+        } => (
             id,
             Some(Ok(Reply::Subscribed(Subscribed {
                 room: room.to_string(),
@@ -628,10 +794,20 @@ fn dispatch(frame: ServerFrame<'_>) -> (Option<u64>, Option<Result<Reply, Client
         ),
         ServerFrame::Unsubscribed { id, .. } => (id, Some(Ok(Reply::Unsubscribed)), None),
         ServerFrame::Ack { id, offset, .. } => (Some(id), Some(Ok(Reply::Ack(offset))), None),
-        ServerFrame::Presence { id, members, .. } => {
-            (id, Some(Ok(Reply::Presence(members.iter().map(PresenceMember::from_frame).collect()))), None)
-        }
-        ServerFrame::History { id, epoch, offset, messages, .. } => (
+        ServerFrame::Presence { id, members, .. } => (
+            id,
+            Some(Ok(Reply::Presence(
+                members.iter().map(PresenceMember::from_frame).collect(),
+            ))),
+            None,
+        ),
+        ServerFrame::History {
+            id,
+            epoch,
+            offset,
+            messages,
+            ..
+        } => (
             id,
             Some(Ok(Reply::History {
                 epoch: epoch.to_string(),
@@ -641,13 +817,36 @@ fn dispatch(frame: ServerFrame<'_>) -> (Option<u64>, Option<Result<Reply, Client
             None,
         ),
         ServerFrame::Pong { id } => (id, Some(Ok(Reply::Pong)), None),
-        ServerFrame::Authed { user } => (None, Some(Ok(Reply::Authed(user.map(|u| u.to_string())))), None),
-        ServerFrame::Error { id: Some(id), code, reason } => {
-            (Some(id), Some(Err(ClientError::Server { code, reason: reason.to_string() })), None)
-        }
-        ServerFrame::Error { id: None, code, reason } => {
-            (None, None, Some(Event::Error { id: None, code, reason: reason.to_string() }))
-        }
+        ServerFrame::Authed { user } => (
+            None,
+            Some(Ok(Reply::Authed(user.map(|u| u.to_string())))),
+            None,
+        ),
+        ServerFrame::Error {
+            id: Some(id),
+            code,
+            reason,
+        } => (
+            Some(id),
+            Some(Err(ClientError::Server {
+                code,
+                reason: reason.to_string(),
+            })),
+            None,
+        ),
+        ServerFrame::Error {
+            id: None,
+            code,
+            reason,
+        } => (
+            None,
+            None,
+            Some(Event::Error {
+                id: None,
+                code,
+                reason: reason.to_string(),
+            }),
+        ),
         ServerFrame::Welcome { .. } => (None, None, None),
     }
 }

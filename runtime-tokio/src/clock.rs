@@ -14,8 +14,14 @@ pub(crate) struct Clock {
 
 impl Clock {
     pub(crate) fn new() -> Self {
-        let unix_us = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
-        Clock { mono: tokio::time::Instant::now(), unix_us }
+        let unix_us = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0);
+        Clock {
+            mono: tokio::time::Instant::now(),
+            unix_us,
+        }
     }
 
     /// Now, for the core.

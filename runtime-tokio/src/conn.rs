@@ -20,8 +20,12 @@ use crate::outbox::{Ending, Outbox};
 /// Close frame before the socket is dropped.
 const CLOSE_DEADLINE: Duration = Duration::from_millis(500);
 
-pub(crate) async fn run<S>(ws: WebSocketStream<S>, conn: ConnId, outbox: Arc<Outbox>, engine: Arc<dyn Engine>)
-where
+pub(crate) async fn run<S>(
+    ws: WebSocketStream<S>,
+    conn: ConnId,
+    outbox: Arc<Outbox>,
+    engine: Arc<dyn Engine>,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let (mut sink, mut stream) = ws.split();
@@ -53,7 +57,10 @@ where
                     sink.feed(frame).await?;
                 }
                 if let Some(Ending::Close(code, reason)) = batch.ending {
-                    let frame = CloseFrame { code: CloseCode::from(code), reason: reason.into() };
+                    let frame = CloseFrame {
+                        code: CloseCode::from(code),
+                        reason: reason.into(),
+                    };
                     sink.feed(Message::Close(Some(frame))).await?;
                 }
                 sink.flush().await
@@ -73,8 +80,15 @@ where
                         ending = outbox.ended() => ending,
                     };
                     if let Ending::Close(code, reason) = ending {
-                        let frame = CloseFrame { code: CloseCode::from(code), reason: reason.into() };
-                        let _ = tokio::time::timeout(CLOSE_DEADLINE, sink.send(Message::Close(Some(frame)))).await;
+                        let frame = CloseFrame {
+                            code: CloseCode::from(code),
+                            reason: reason.into(),
+                        };
+                        let _ = tokio::time::timeout(
+                            CLOSE_DEADLINE,
+                            sink.send(Message::Close(Some(frame))),
+                        )
+                        .await;
                     }
                     return;
                 }

@@ -116,15 +116,21 @@ where
     }
 
     fn drain_once(&self, state: &mut State<A>) {
-        let State { hub, outboxes, producers, running, overflowed, .. } = state;
+        let State {
+            hub,
+            outboxes,
+            producers,
+            running,
+            overflowed,
+            ..
+        } = state;
         while let Some(output) = hub.poll_output() {
             match output {
                 Output::Transmit { conn, codec, bytes } => {
-                    if let (Some(outbox), Some(msg)) = (get(outboxes, conn), message(codec, bytes)) {
-                        if !outbox.push(msg, bytes.len()) {
+                    if let (Some(outbox), Some(msg)) = (get(outboxes, conn), message(codec, bytes))
+                        && !outbox.push(msg, bytes.len()) {
                             overflowed.push(conn);
                         }
-                    }
                 }
                 Output::Broadcast(b) => {
                     let json = b.json.and_then(|j| message(Codec::Json, j));
@@ -134,11 +140,10 @@ where
                             Codec::Json => json.clone(),
                             Codec::Postcard => postcard.clone(),
                         };
-                        if let (Some(outbox), Some(msg)) = (get(outboxes, conn), msg) {
-                            if !outbox.push(msg, bytes.len()) {
+                        if let (Some(outbox), Some(msg)) = (get(outboxes, conn), msg)
+                            && !outbox.push(msg, bytes.len()) {
                                 overflowed.push(conn);
                             }
-                        }
                     }
                 }
                 Output::Ping { conn } => {
@@ -160,7 +165,9 @@ where
                     }
                 }
                 Output::RoomOccupied { room } => {
-                    let Some(me) = self.me.upgrade() else { continue };
+                    let Some(me) = self.me.upgrade() else {
+                        continue;
+                    };
                     let handles = producers.start(room, me as Arc<dyn Engine>, &self.handle);
                     if !handles.is_empty() {
                         running.insert(room.to_owned(), handles);
@@ -227,7 +234,11 @@ where
         if let Some(slot) = state.outboxes.get_mut(conn.0 as usize) {
             *slot = None;
         }
-        let live = state.outboxes.iter().rposition(Option::is_some).map_or(0, |i| i + 1);
+        let live = state
+            .outboxes
+            .iter()
+            .rposition(Option::is_some)
+            .map_or(0, |i| i + 1);
         state.outboxes.truncate(live);
         if state.outboxes.capacity() > 64 && live < state.outboxes.capacity() / 4 {
             state.outboxes.shrink_to(live * 2);
@@ -284,4 +295,3 @@ where
         self.lock().producers = producers;
     }
 }
-

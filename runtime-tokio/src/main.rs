@@ -24,7 +24,9 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     if settings.workers.is_some_and(|w| w > 1) {
-        anyhow::bail!("--workers: multi-process workers are not available in this version yet; run without it");
+        anyhow::bail!(
+            "--workers: multi-process workers are not available in this version yet; run without it"
+        );
     }
     let mut builder = ServerBuilder::new(settings.hub.clone())
         .chat_page(true)
@@ -40,13 +42,20 @@ async fn main() -> anyhow::Result<()> {
         }
         None => {
             if !settings.hub.allow_anonymous {
-                tracing::warn!("no --jwt-secret and no --allow-anonymous: every connection will be refused (4001/4002)");
+                tracing::warn!(
+                    "no --jwt-secret and no --allow-anonymous: every connection will be refused (4001/4002)"
+                );
             }
             builder.bind(settings.listen).await?
         }
     };
     let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "listening on ws://{}{}", server.local_addr(), settings.ws_path)?;
+    writeln!(
+        stdout,
+        "listening on ws://{}{}",
+        server.local_addr(),
+        settings.ws_path
+    )?;
     stdout.flush()?;
     drop(stdout);
     tracing::info!(addr = %server.local_addr(), "chat page at http://{}/", server.local_addr());

@@ -37,7 +37,12 @@ pub(crate) struct Batch {
 
 impl Outbox {
     pub(crate) fn new(max_bytes: usize) -> Self {
-        Outbox { inner: Mutex::new(Inner::default()), notify: Notify::new(), ended: Notify::new(), max_bytes }
+        Outbox {
+            inner: Mutex::new(Inner::default()),
+            notify: Notify::new(),
+            ended: Notify::new(),
+            max_bytes,
+        }
     }
 
     /// Queues a frame of `len` bytes; `false` when it does not fit.
@@ -92,7 +97,10 @@ impl Outbox {
                     // The queue left behind is empty with no capacity: idle
                     // connections do not keep a burst's worth of memory.
                     let frames = std::mem::take(&mut inner.frames);
-                    return Batch { frames, ending: inner.ending };
+                    return Batch {
+                        frames,
+                        ending: inner.ending,
+                    };
                 }
             }
             self.notify.notified().await;

@@ -23,7 +23,9 @@ pub struct RoomContext {
 
 impl std::fmt::Debug for RoomContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RoomContext").field("room", &self.room).finish()
+        f.debug_struct("RoomContext")
+            .field("room", &self.room)
+            .finish()
     }
 }
 
@@ -64,7 +66,10 @@ impl Producers {
             .iter()
             .filter(|(pattern, _)| pattern_matches(pattern, room))
             .map(|(_, f)| {
-                let ctx = RoomContext { room: room.to_owned(), engine: engine.clone() };
+                let ctx = RoomContext {
+                    room: room.to_owned(),
+                    engine: engine.clone(),
+                };
                 tracing::debug!(room, "starting room producer");
                 handle.spawn(f(ctx)).abort_handle()
             })

@@ -51,7 +51,10 @@ pub struct ServerBuilder<A = NoTokens> {
 
 impl std::fmt::Debug for ServerBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerBuilder").field("config", &self.config).field("ws_path", &self.ws_path).finish()
+        f.debug_struct("ServerBuilder")
+            .field("config", &self.config)
+            .field("ws_path", &self.ws_path)
+            .finish()
     }
 }
 
@@ -130,7 +133,8 @@ where
         F: Fn(RoomContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.producers.add(pattern.into(), Arc::new(move |ctx| Box::pin(f(ctx))));
+        self.producers
+            .add(pattern.into(), Arc::new(move |ctx| Box::pin(f(ctx))));
         self
     }
 
@@ -160,7 +164,12 @@ where
         });
         let timer = tokio::spawn(shared.timer_loop());
         let accept = tokio::spawn(accept_loop(listener, site, stop_rx));
-        Ok(Server { addr, engine, stop: stop_tx, tasks: vec![timer, accept] })
+        Ok(Server {
+            addr,
+            engine,
+            stop: stop_tx,
+            tasks: vec![timer, accept],
+        })
     }
 }
 
@@ -222,7 +231,9 @@ impl Server {
 
     /// A handle for server-side publishes.
     pub fn handle(&self) -> HubHandle {
-        HubHandle { engine: self.engine.clone() }
+        HubHandle {
+            engine: self.engine.clone(),
+        }
     }
 
     /// Stops accepting, closes every connection with `code` (1001 shutdown,
@@ -241,7 +252,10 @@ impl Server {
         };
         self.engine.shutdown(code);
         if tokio::time::timeout(grace, wait).await.is_err() {
-            tracing::warn!(left = self.engine.stats().connections, "shutdown grace period over");
+            tracing::warn!(
+                left = self.engine.stats().connections,
+                "shutdown grace period over"
+            );
         }
         for t in &self.tasks {
             t.abort();
@@ -280,7 +294,12 @@ async fn wait_for_signal() -> std::io::Result<u16> {
 fn random_seed() -> u64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u32(std::process::id());
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
     h.finish()
 }
 
@@ -313,7 +332,11 @@ async fn accept_loop(listener: TcpListener, site: Arc<Site>, mut stop: watch::Re
                 let site = site.clone();
                 async move { Ok::<_, Infallible>(route(&site, req, peer)) }
             });
-            if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(tcp), svc).with_upgrades().await {
+            if let Err(e) = http1::Builder::new()
+                .serve_connection(TokioIo::new(tcp), svc)
+                .with_upgrades()
+                .await
+            {
                 tracing::debug!(%peer, error = %e, "http connection ended");
             }
         });
@@ -325,7 +348,10 @@ type Body = Full<Bytes>;
 fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
@@ -337,14 +363,23 @@ fn route(site: &Arc<Site>, req: Request<Incoming>, peer: SocketAddr) -> Response
     match (req.method(), path) {
         (&Method::GET, "/healthz") => {
             let s = site.engine.stats();
-            let body = format!("{{\"status\":\"ok\",\"connections\":{},\"rooms\":{}}}", s.connections, s.rooms);
+            let body = format!(
+                "{{\"status\":\"ok\",\"connections\":{},\"rooms\":{}}}",
+                s.connections, s.rooms
+            );
             let mut r = Response::new(Full::new(Bytes::from(body)));
-            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
             r
         }
         (&Method::GET, "/" | "/index.html") if site.chat_page => {
             let mut r = Response::new(Full::new(Bytes::from_static(CHAT_PAGE.as_bytes())));
-            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
             r
         }
         _ => plain(StatusCode::NOT_FOUND, "not found\n"),
@@ -368,28 +403,60 @@ fn upgrade(site: &Arc<Site>, mut req: Request<Incoming>, peer: SocketAddr) -> Re
         return plain(StatusCode::BAD_REQUEST, "expected a WebSocket upgrade\n");
     }
     if !header_has(&req, header::SEC_WEBSOCKET_VERSION, "13") {
-        let mut r = plain(StatusCode::UPGRADE_REQUIRED, "WebSocket version 13 required\n");
-        r.headers_mut().insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        let mut r = plain(
+            StatusCode::UPGRADE_REQUIRED,
+            "WebSocket version 13 required\n",
+        );
+        r.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
         return r;
     }
-    let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY).map(|k| derive_accept_key(k.as_bytes())) else {
+    let Some(key) = req
+        .headers()
+        .get(header::SEC_WEBSOCKET_KEY)
+        .map(|k| derive_accept_key(k.as_bytes()))
+    else {
         return plain(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key\n");
     };
-    let offered = req.headers().get_all(header::SEC_WEBSOCKET_PROTOCOL).iter().filter_map(|v| v.to_str().ok());
+    let offered = req
+        .headers()
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok());
     let Ok((codec, echo)) = Codec::negotiate(offered) else {
-        return plain(StatusCode::BAD_REQUEST, "no supported sub-protocol offered\n");
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "no supported sub-protocol offered\n",
+        );
     };
-    let origin = req.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok());
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok());
     let query = req.uri().query();
-    let cookies = req.headers().get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok());
+    let cookies = req
+        .headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok());
     let credentials = UpgradeCredentials::from_request(query, cookies, &site.cookie_name);
     let outbox = Arc::new(Outbox::new(site.engine_queue_bytes()));
-    let opened = site.engine.open(Upgrade { codec, origin, credentials }, outbox.clone());
+    let opened = site.engine.open(
+        Upgrade {
+            codec,
+            origin,
+            credentials,
+        },
+        outbox.clone(),
+    );
     let conn = match opened {
         Ok(conn) => conn,
         Err(refusal) => {
             tracing::info!(%peer, query = %RedactedQuery(query.unwrap_or("")), %refusal, "upgrade refused");
-            let status = StatusCode::from_u16(refusal.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+            let status =
+                StatusCode::from_u16(refusal.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
             return plain(status, "upgrade refused\n");
         }
     };
@@ -400,7 +467,12 @@ fn upgrade(site: &Arc<Site>, mut req: Request<Incoming>, peer: SocketAddr) -> Re
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config)).await;
+                let ws = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(ws_config),
+                )
+                .await;
                 crate::conn::run(ws, conn, outbox, engine).await;
             }
             Err(e) => {
@@ -418,7 +490,10 @@ fn upgrade(site: &Arc<Site>, mut req: Request<Incoming>, peer: SocketAddr) -> Re
         h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
     }
     if echo {
-        h.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(codec.subprotocol()));
+        h.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(codec.subprotocol()),
+        );
     }
     r
 }

@@ -32,15 +32,24 @@ pub struct Cli {
     #[arg(long, env = "SWITCHBOARD_LISTEN", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
     /// Shared secret for HS256 JWTs; without it (or the file's key) tokens are refused.
-    #[arg(long, env = "SWITCHBOARD_JWT_SECRET", value_name = "SECRET", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "SWITCHBOARD_JWT_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
     pub jwt_secret: Option<String>,
     /// Let clients in without credentials (user null) [default: false].
     #[arg(long, env = "SWITCHBOARD_ALLOW_ANONYMOUS", num_args = 0..=1, default_missing_value = "true",
           value_name = "BOOL")]
     pub allow_anonymous: Option<bool>,
     /// Allowed Origin for upgrades (repeatable); none = any origin.
-    #[arg(long = "allowed-origin", env = "SWITCHBOARD_ALLOWED_ORIGIN", value_delimiter = ',',
-          value_name = "ORIGIN")]
+    #[arg(
+        long = "allowed-origin",
+        env = "SWITCHBOARD_ALLOWED_ORIGIN",
+        value_delimiter = ',',
+        value_name = "ORIGIN"
+    )]
     pub allowed_origin: Vec<String>,
     /// Most concurrent connections; more get HTTP 503 [default: 100000].
     #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS", value_name = "N")]
@@ -170,7 +179,10 @@ pub enum SettingsError {
 
 fn secs(key: &str, v: f64) -> Result<Duration, SettingsError> {
     if !(v.is_finite() && v > 0.0) {
-        return Err(SettingsError::Value { key: key.into(), reason: "must be a positive number of seconds".into() });
+        return Err(SettingsError::Value {
+            key: key.into(),
+            reason: "must be a positive number of seconds".into(),
+        });
     }
     Ok(Duration::from_micros((v * 1e6) as u64))
 }
@@ -181,10 +193,14 @@ impl Settings {
     pub fn load(cli: Cli) -> Result<Settings, SettingsError> {
         let file = match &cli.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|source| SettingsError::Read { path: path.clone(), source })?;
-                toml::from_str::<FileConfig>(&text)
-                    .map_err(|e| SettingsError::Parse { path: path.clone(), message: e.to_string() })?
+                let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                toml::from_str::<FileConfig>(&text).map_err(|e| SettingsError::Parse {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?
             }
             None => FileConfig::default(),
         };
@@ -193,8 +209,10 @@ impl Settings {
 
     /// Merges explicit layers (flags/env over file).
     pub fn merge(cli: Cli, file: FileConfig) -> Result<Settings, SettingsError> {
-        let mut hub = Config::default();
-        hub.allow_anonymous = cli.allow_anonymous.or(file.allow_anonymous).unwrap_or(false);
+        let mut hub = Config {
+            allow_anonymous: cli.allow_anonymous.or(file.allow_anonymous).unwrap_or(false),
+            ..Config::default()
+        };
         if let Some(v) = cli.max_connections.or(file.max_connections) {
             hub.max_connections = v;
         }
@@ -227,21 +245,31 @@ impl Settings {
             hub.token_leeway_secs = v;
         }
         let mut namespaces = file.namespaces;
-        let default_ns = namespaces.remove("default").unwrap_or_default().over(NamespaceConfig::default());
+        let default_ns = namespaces
+            .remove("default")
+            .unwrap_or_default()
+            .over(NamespaceConfig::default());
         hub.default_namespace = default_ns;
         for (name, ns) in namespaces {
-            hub.set_namespace(&name, ns.over(default_ns)).map_err(|e| SettingsError::Value {
-                key: format!("namespaces.{name}"),
-                reason: e.reason.into(),
-            })?;
+            hub.set_namespace(&name, ns.over(default_ns))
+                .map_err(|e| SettingsError::Value {
+                    key: format!("namespaces.{name}"),
+                    reason: e.reason.into(),
+                })?;
         }
-        hub.validate().map_err(|e| SettingsError::Value { key: e.key.into(), reason: e.reason.into() })?;
+        hub.validate().map_err(|e| SettingsError::Value {
+            key: e.key.into(),
+            reason: e.reason.into(),
+        })?;
         let shutdown_grace = match file.shutdown_grace_secs {
             Some(v) => secs("shutdown_grace_secs", v)?.into(),
             None => std::time::Duration::from_secs(10),
         };
         Ok(Settings {
-            listen: cli.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            listen: cli
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
             jwt_secret: cli.jwt_secret.or(file.jwt_secret),
             allowed_origins: if cli.allowed_origin.is_empty() {
                 file.allowed_origin.unwrap_or_default()
@@ -268,13 +296,17 @@ mod tests {
 
     #[test]
     fn flags_win_over_file() {
-        let file: FileConfig = toml::from_str("ping_interval = 7\nmax_frame = 1000\nallow_anonymous = true").unwrap();
+        let file: FileConfig =
+            toml::from_str("ping_interval = 7\nmax_frame = 1000\nallow_anonymous = true").unwrap();
         let s = Settings::merge(parse(&["--ping-interval", "3"]), file).unwrap();
         assert_eq!(s.hub.ping_interval, Duration::from_secs(3));
         assert_eq!(s.hub.max_frame, 1000);
         assert!(s.hub.allow_anonymous);
-        let s = Settings::merge(parse(&["--allow-anonymous", "false"]), toml::from_str("allow_anonymous = true").unwrap())
-            .unwrap();
+        let s = Settings::merge(
+            parse(&["--allow-anonymous", "false"]),
+            toml::from_str("allow_anonymous = true").unwrap(),
+        )
+        .unwrap();
         assert!(!s.hub.allow_anonymous);
         let s = Settings::merge(parse(&["--allow-anonymous"]), FileConfig::default()).unwrap();
         assert!(s.hub.allow_anonymous);
@@ -282,13 +314,21 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_bad_values_are_named() {
-        let e = toml::from_str::<FileConfig>("ping_intervall = 3").unwrap_err().to_string();
+        let e = toml::from_str::<FileConfig>("ping_intervall = 3")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("ping_intervall"), "{e}");
-        let e = toml::from_str::<FileConfig>("[namespaces.chat]\nhistory = 3").unwrap_err().to_string();
+        let e = toml::from_str::<FileConfig>("[namespaces.chat]\nhistory = 3")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("history"), "{e}");
-        let e = Settings::merge(parse(&["--ping-interval", "0"]), FileConfig::default()).unwrap_err().to_string();
+        let e = Settings::merge(parse(&["--ping-interval", "0"]), FileConfig::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("ping_interval"), "{e}");
-        let e = Settings::merge(parse(&["--max-frame", "10"]), FileConfig::default()).unwrap_err().to_string();
+        let e = Settings::merge(parse(&["--max-frame", "10"]), FileConfig::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("max_frame"), "{e}");
     }
 
@@ -307,8 +347,16 @@ mod tests {
 
     #[test]
     fn repeatable_origins() {
-        let s = Settings::merge(parse(&["--allowed-origin", "http://a", "--allowed-origin", "http://b"]), FileConfig::default())
-            .unwrap();
+        let s = Settings::merge(
+            parse(&[
+                "--allowed-origin",
+                "http://a",
+                "--allowed-origin",
+                "http://b",
+            ]),
+            FileConfig::default(),
+        )
+        .unwrap();
         assert_eq!(s.allowed_origins, vec!["http://a", "http://b"]);
     }
 }

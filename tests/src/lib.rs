@@ -78,13 +78,20 @@ impl Harness for Tokio {
         for o in origins {
             b = b.allow_origin(*o);
         }
-        TokioHub(b.bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind"))
+        TokioHub(
+            b.bind("127.0.0.1:0".parse().expect("addr"))
+                .await
+                .expect("bind"),
+        )
     }
 }
 
 /// Seconds since the epoch.
 pub fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
 }
 
 /// Signs `claims` with [`SECRET`] (HS256).
@@ -134,9 +141,15 @@ pub async fn raw_connect(url: &str, opts: Raw<'_>) -> Result<Ws, u16> {
         h.insert("Origin", HeaderValue::from_str(o).expect("origin"));
     }
     if let Some(p) = opts.protocol {
-        h.insert("Sec-WebSocket-Protocol", HeaderValue::from_str(p).expect("protocol"));
+        h.insert(
+            "Sec-WebSocket-Protocol",
+            HeaderValue::from_str(p).expect("protocol"),
+        );
     }
-    match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req)).await.expect("connect timed out") {
+    match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req))
+        .await
+        .expect("connect timed out")
+    {
         Ok((ws, _)) => Ok(ws),
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
         Err(e) => panic!("connect failed: {e}"),
@@ -155,7 +168,9 @@ pub async fn send_text(ws: &mut Ws, s: &str) {
 
 /// Sends raw binary.
 pub async fn send_binary(ws: &mut Ws, b: Vec<u8>) {
-    ws.send(Message::Binary(Bytes::from(b))).await.expect("send");
+    ws.send(Message::Binary(Bytes::from(b)))
+        .await
+        .expect("send");
 }
 
 /// What came next on a raw connection.
@@ -176,7 +191,9 @@ pub async fn next(ws: &mut Ws) -> Next {
     tokio::time::timeout(WAIT, async {
         loop {
             match ws.next().await {
-                Some(Ok(Message::Text(t))) => return Next::Json(serde_json::from_str(&t).expect("json frame")),
+                Some(Ok(Message::Text(t))) => {
+                    return Next::Json(serde_json::from_str(&t).expect("json frame"));
+                }
                 Some(Ok(Message::Binary(b))) => return Next::Binary(b.to_vec()),
                 Some(Ok(Message::Close(f))) => return Next::Close(f.map(|f| u16::from(f.code))),
                 Some(Ok(_)) => continue,
@@ -211,7 +228,10 @@ pub async fn close_code(ws: &mut Ws) -> Option<u16> {
 pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + WAIT;
     while !f() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

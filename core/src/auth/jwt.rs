@@ -19,14 +19,19 @@ pub struct JwtAuthenticator {
 
 impl core::fmt::Debug for JwtAuthenticator {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("JwtAuthenticator").field("algorithms", &self.validation.algorithms).finish()
+        f.debug_struct("JwtAuthenticator")
+            .field("algorithms", &self.validation.algorithms)
+            .finish()
     }
 }
 
 impl JwtAuthenticator {
     /// HS256 with a shared secret.
     pub fn hs256(secret: &[u8]) -> Result<Self, jsonwebtoken::errors::Error> {
-        Ok(Self::new(DecodingKey::from_secret(secret)?, Algorithm::HS256))
+        Ok(Self::new(
+            DecodingKey::from_secret(secret)?,
+            Algorithm::HS256,
+        ))
     }
 
     /// Any algorithm `jsonwebtoken` supports, with its key (RS256, EdDSA, …).
@@ -65,7 +70,9 @@ pub struct JwtIdentity {
 }
 
 fn any_match(patterns: &Option<Vec<String>>, room: &str) -> Option<bool> {
-    patterns.as_ref().map(|ps| ps.iter().any(|p| pattern_matches(p, room)))
+    patterns
+        .as_ref()
+        .map(|ps| ps.iter().any(|p| pattern_matches(p, room)))
 }
 
 impl Identity for JwtIdentity {
@@ -90,13 +97,16 @@ impl Authenticator for JwtAuthenticator {
     type Identity = JwtIdentity;
 
     fn authenticate(&self, token: &str, _now: Instant) -> Result<JwtIdentity, AuthError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|e| {
-            use jsonwebtoken::errors::ErrorKind as K;
-            match e.kind() {
-                K::InvalidToken | K::Base64(_) | K::Json(_) | K::Utf8(_) => AuthError::Malformed,
-                _ => AuthError::Rejected,
-            }
-        })?;
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind as K;
+                match e.kind() {
+                    K::InvalidToken | K::Base64(_) | K::Json(_) | K::Utf8(_) => {
+                        AuthError::Malformed
+                    }
+                    _ => AuthError::Rejected,
+                }
+            })?;
         let c = data.claims;
         Ok(JwtIdentity {
             user: c.sub,

@@ -124,7 +124,9 @@ impl<'a> UpgradeCredentials<'a> {
     ) -> Self {
         UpgradeCredentials {
             query: query.and_then(|q| query_param(q, "token")),
-            cookie: cookie_headers.into_iter().find_map(|h| cookie_value(h, cookie_name)),
+            cookie: cookie_headers
+                .into_iter()
+                .find_map(|h| cookie_value(h, cookie_name)),
         }
     }
 
@@ -177,7 +179,11 @@ mod tests {
 
     #[test]
     fn credentials_from_request() {
-        let c = UpgradeCredentials::from_request(Some("a=1&token=abc.def"), ["x=1; sb_token=zzz"], "sb_token");
+        let c = UpgradeCredentials::from_request(
+            Some("a=1&token=abc.def"),
+            ["x=1; sb_token=zzz"],
+            "sb_token",
+        );
         assert_eq!(c.query, Some("abc.def"));
         assert_eq!(c.cookie, Some("zzz"));
         assert_eq!(c.token(), Some("abc.def"));
@@ -191,7 +197,10 @@ mod tests {
     fn redaction() {
         extern crate alloc;
         use alloc::format;
-        assert_eq!(format!("{}", RedactedQuery("a=1&token=secret&b=2")), "a=1&token=[redacted]&b=2");
+        assert_eq!(
+            format!("{}", RedactedQuery("a=1&token=secret&b=2")),
+            "a=1&token=[redacted]&b=2"
+        );
         assert_eq!(format!("{}", RedactedQuery("token=s")), "token=[redacted]");
     }
 }

@@ -41,7 +41,11 @@ pub struct DecodeError {
 
 impl DecodeError {
     pub(crate) const fn malformed(id: Option<u64>, reason: &'static str) -> Self {
-        DecodeError { id, code: 4000, reason }
+        DecodeError {
+            id,
+            code: 4000,
+            reason,
+        }
     }
 }
 
@@ -104,7 +108,11 @@ impl Codec {
                 }
             }
         }
-        if any { Err(()) } else { Ok((Codec::Json, false)) }
+        if any {
+            Err(())
+        } else {
+            Ok((Codec::Json, false))
+        }
     }
 
     /// The sub-protocol name.
@@ -176,7 +184,11 @@ impl Codec {
 
     /// Appends the encoding of a server frame to `out`.
     #[cfg(feature = "alloc")]
-    pub fn encode_server(self, frame: &ServerFrame<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    pub fn encode_server(
+        self,
+        frame: &ServerFrame<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), EncodeError> {
         match self {
             #[cfg(feature = "json")]
             Codec::Json => super::json::encode_server(frame, out),
@@ -188,7 +200,11 @@ impl Codec {
 
     /// Appends the encoding of a client frame to `out`.
     #[cfg(feature = "alloc")]
-    pub fn encode_client(self, frame: &ClientFrame<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    pub fn encode_client(
+        self,
+        frame: &ClientFrame<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), EncodeError> {
         match self {
             #[cfg(feature = "json")]
             Codec::Json => super::json::encode_client(frame, out),

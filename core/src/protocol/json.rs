@@ -81,7 +81,9 @@ pub fn decode_client(bytes: &[u8]) -> Result<ClientFrame<'_>, DecodeError> {
     let flat: FlatClient<'_> = match serde_json::from_slice(bytes) {
         Ok(flat) => flat,
         Err(_) => {
-            let id = serde_json::from_slice::<IdOnly>(bytes).ok().and_then(|f| f.id);
+            let id = serde_json::from_slice::<IdOnly>(bytes)
+                .ok()
+                .and_then(|f| f.id);
             return Err(DecodeError::malformed(id, "malformed JSON frame"));
         }
     };
@@ -91,21 +93,39 @@ pub fn decode_client(bytes: &[u8]) -> Result<ClientFrame<'_>, DecodeError> {
     let room = flat.room;
     let need_room = || room.clone().ok_or(missing("missing field `room`"));
     Ok(match ty.as_str() {
-        "auth" => ClientFrame::Auth { token: flat.token.ok_or(missing("missing field `token`"))? },
+        "auth" => ClientFrame::Auth {
+            token: flat.token.ok_or(missing("missing field `token`"))?,
+        },
         "subscribe" => ClientFrame::Subscribe {
             room: need_room()?,
             id,
             recover: flat.recover,
             presence: flat.presence,
         },
-        "unsubscribe" => ClientFrame::Unsubscribe { room: need_room()?, id },
-        "publish" => ClientFrame::Publish {
+        "unsubscribe" => ClientFrame::Unsubscribe {
             room: need_room()?,
-            data: Data::Borrowed(flat.data.ok_or(missing("missing field `data`"))?.get().as_bytes()),
             id,
         },
-        "presence" => ClientFrame::Presence { room: need_room()?, id },
-        "history" => ClientFrame::History { room: need_room()?, id, since: flat.since, limit: flat.limit },
+        "publish" => ClientFrame::Publish {
+            room: need_room()?,
+            data: Data::Borrowed(
+                flat.data
+                    .ok_or(missing("missing field `data`"))?
+                    .get()
+                    .as_bytes(),
+            ),
+            id,
+        },
+        "presence" => ClientFrame::Presence {
+            room: need_room()?,
+            id,
+        },
+        "history" => ClientFrame::History {
+            room: need_room()?,
+            id,
+            since: flat.since,
+            limit: flat.limit,
+        },
         "ping" => ClientFrame::Ping { id },
         _ => return Err(missing("unknown frame type")),
     })
@@ -195,11 +215,18 @@ fn payload<'a>(
 }
 
 fn sender(s: Option<JsonSender<'_>>) -> Option<Sender<'_>> {
-    s.map(|s| Sender { client: s.client, user: s.user })
+    s.map(|s| Sender {
+        client: s.client,
+        user: s.user,
+    })
 }
 
 fn member(m: JsonMember<'_>) -> Member<'_> {
-    Member { client: m.client, user: m.user, info: m.info.map(|r| Data::Borrowed(r.get().as_bytes())) }
+    Member {
+        client: m.client,
+        user: m.user,
+        info: m.info.map(|r| Data::Borrowed(r.get().as_bytes())),
+    }
 }
 
 fn message(m: JsonMessage<'_>) -> Result<MessageFrame<'_>, DecodeError> {
@@ -223,8 +250,8 @@ fn messages(list: Option<Vec<JsonMessage<'_>>>) -> Result<Seq<'_, MessageFrame<'
 
 /// Decodes a server frame from JSON text (client side).
 pub fn decode_server(bytes: &[u8]) -> Result<ServerFrame<'_>, DecodeError> {
-    let f: FlatServer<'_> =
-        serde_json::from_slice(bytes).map_err(|_| DecodeError::malformed(None, "malformed JSON frame"))?;
+    let f: FlatServer<'_> = serde_json::from_slice(bytes)
+        .map_err(|_| DecodeError::malformed(None, "malformed JSON frame"))?;
     let id = f.id;
     let missing = |what| DecodeError::malformed(id, what);
     let room = || f.room.clone().ok_or(missing("missing field `room`"));
@@ -262,11 +289,21 @@ pub fn decode_server(bytes: &[u8]) -> Result<ServerFrame<'_>, DecodeError> {
             messages: messages(f.messages)?,
         },
         "unsubscribed" => ServerFrame::Unsubscribed { id, room: room()? },
-        "ack" => ServerFrame::Ack { id: id.ok_or(missing("missing field `id`"))?, room: room()?, offset: offset()? },
+        "ack" => ServerFrame::Ack {
+            id: id.ok_or(missing("missing field `id`"))?,
+            room: room()?,
+            offset: offset()?,
+        },
         "presence" => ServerFrame::Presence {
             id,
             room: room()?,
-            members: Seq::Owned(f.members.unwrap_or_default().into_iter().map(member).collect()),
+            members: Seq::Owned(
+                f.members
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(member)
+                    .collect(),
+            ),
         },
         "history" => ServerFrame::History {
             id,
@@ -336,7 +373,10 @@ impl Serialize for JsonMemberOut<'_, '_> {
         let mut map = s.serialize_map(Some(3))?;
         map.serialize_entry("client", &m.client)?;
         map.serialize_entry("user", &m.user)?;
-        let info = m.info.as_ref().and_then(|i| serde_json::from_slice::<&RawValue>(i).ok());
+        let info = m
+            .info
+            .as_ref()
+            .and_then(|i| serde_json::from_slice::<&RawValue>(i).ok());
         map.serialize_entry("info", &info)?;
         map.end()
     }
@@ -369,7 +409,12 @@ impl Serialize for ServerOut<'_, '_> {
         let mut map = s.serialize_map(None)?;
         map.serialize_entry("type", frame.type_name())?;
         match frame {
-            ServerFrame::Welcome { client, user, ping_interval_ms, protocol } => {
+            ServerFrame::Welcome {
+                client,
+                user,
+                ping_interval_ms,
+                protocol,
+            } => {
                 map.serialize_entry("client", client)?;
                 map.serialize_entry("user", user)?;
                 map.serialize_entry("ping_interval_ms", ping_interval_ms)?;
@@ -380,7 +425,14 @@ impl Serialize for ServerOut<'_, '_> {
                 map.serialize_entry("room", room)?;
                 map.serialize_entry("member", &JsonMemberOut(member))?;
             }
-            ServerFrame::Subscribed { id, room, epoch, offset, recovered, messages } => {
+            ServerFrame::Subscribed {
+                id,
+                room,
+                epoch,
+                offset,
+                recovered,
+                messages,
+            } => {
                 map.serialize_entry("id", id)?;
                 map.serialize_entry("room", room)?;
                 map.serialize_entry("epoch", epoch)?;
@@ -402,7 +454,13 @@ impl Serialize for ServerOut<'_, '_> {
                 map.serialize_entry("room", room)?;
                 map.serialize_entry("members", &MembersOut(members))?;
             }
-            ServerFrame::History { id, room, epoch, offset, messages } => {
+            ServerFrame::History {
+                id,
+                room,
+                epoch,
+                offset,
+                messages,
+            } => {
                 map.serialize_entry("id", id)?;
                 map.serialize_entry("room", room)?;
                 map.serialize_entry("epoch", epoch)?;
@@ -433,7 +491,12 @@ impl Serialize for ClientOut<'_, '_> {
         }
         match frame {
             ClientFrame::Auth { token } => map.serialize_entry("token", token)?,
-            ClientFrame::Subscribe { room, recover, presence, .. } => {
+            ClientFrame::Subscribe {
+                room,
+                recover,
+                presence,
+                ..
+            } => {
                 map.serialize_entry("room", room)?;
                 if let Some(r) = recover {
                     map.serialize_entry("recover", r)?;
@@ -449,7 +512,9 @@ impl Serialize for ClientOut<'_, '_> {
             ClientFrame::Unsubscribe { room, .. } | ClientFrame::Presence { room, .. } => {
                 map.serialize_entry("room", room)?;
             }
-            ClientFrame::History { room, since, limit, .. } => {
+            ClientFrame::History {
+                room, since, limit, ..
+            } => {
                 map.serialize_entry("room", room)?;
                 if let Some(s) = since {
                     map.serialize_entry("since", s)?;
