@@ -402,7 +402,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         if self.conns.len() >= self.config.max_connections {
             return Err(Refusal::Capacity);
         }
-        if codec == Codec::Json && !cfg!(feature = "json") {
+        if codec == Codec::Json && !S::ENCODES_JSON {
             return Err(Refusal::Codec);
         }
         Ok(())
@@ -493,10 +493,11 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             };
         }
         if let Some(exp) = conn.timers.expires
-            && now >= exp {
-                self.reply_error(id, frame.id(), 4004, "token expired");
-                return self.end(id, End::Close(4004, "token expired"));
-            }
+            && now >= exp
+        {
+            self.reply_error(id, frame.id(), 4004, "token expired");
+            return self.end(id, End::Close(4004, "token expired"));
+        }
         self.command(now, id, frame);
     }
 
@@ -771,12 +772,13 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             _ => None,
         };
         if self.records.push_back(record).is_err()
-            && let Some(conn) = conn {
-                self.end(
-                    conn,
-                    End::Close(1011, "internal error: output storage full"),
-                );
-            }
+            && let Some(conn) = conn
+        {
+            self.end(
+                conn,
+                End::Close(1011, "internal error: output storage full"),
+            );
+        }
     }
 
     fn reply(&mut self, id: ConnId, frame: &ServerFrame<'_>) {
@@ -862,11 +864,10 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             }
             return;
         }
-        if presence
-            && let Some(member) = self.member_of(id) {
-                let member = member_static(&member);
-                self.broadcast_presence(key, false, &member);
-            }
+        if presence && let Some(member) = self.member_of(id) {
+            let member = member_static(&member);
+            self.broadcast_presence(key, false, &member);
+        }
     }
 
     fn command(&mut self, now: Instant, id: ConnId, frame: ClientFrame<'_>) {
@@ -891,10 +892,11 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                 }
                 if let Some(key) = self.index.find(&room)
                     && let Some(conn) = self.conns.get_mut(id.0)
-                        && let Some(pos) = conn.rooms.as_slice().iter().position(|r| *r == key) {
-                            conn.rooms.swap_remove(pos);
-                            self.remove_subscriber(key, id);
-                        }
+                    && let Some(pos) = conn.rooms.as_slice().iter().position(|r| *r == key)
+                {
+                    conn.rooms.swap_remove(pos);
+                    self.remove_subscriber(key, id);
+                }
                 self.reply(id, &ServerFrame::Unsubscribed { id: req, room });
             }
             ClientFrame::Publish { room, data, .. } => {
@@ -953,9 +955,10 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             return;
         };
         if let Some(current) = &conn.identity
-            && current.user() != identity.user() {
-                return self.end(id, End::Close(4001, "token is for another user"));
-            }
+            && current.user() != identity.user()
+        {
+            return self.end(id, End::Close(4001, "token is for another user"));
+        }
         conn.timers.expires = identity.expires_at().map(|e| e + leeway);
         conn.identity = Some(identity);
         let codec = conn.codec;
@@ -1072,10 +1075,11 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                 Codec::Postcard => room.postcard += 1,
             }
             if let Some(conn) = self.conns.get_mut(id.0)
-                && conn.rooms.push(key).is_err() {
-                    self.remove_subscriber(key, id);
-                    return self.reply_error(id, req, 4006, "too many rooms for this connection");
-                }
+                && conn.rooms.push(key).is_err()
+            {
+                self.remove_subscriber(key, id);
+                return self.reply_error(id, req, 4006, "too many rooms for this connection");
+            }
         }
         let Some(room) = self.rooms.get(key) else {
             return;
@@ -1092,11 +1096,13 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         };
         let r = self.arena.encode(codec, &frame);
         self.unicast(id, codec, r);
-        if !already && self.config.namespace_of(name).presence
-            && let Some(member) = self.member_of(id) {
-                let member = member_static(&member);
-                self.broadcast_presence(key, true, &member);
-            }
+        if !already
+            && self.config.namespace_of(name).presence
+            && let Some(member) = self.member_of(id)
+        {
+            let member = member_static(&member);
+            self.broadcast_presence(key, true, &member);
+        }
     }
 
     fn presence_reply(&mut self, id: ConnId, req: Option<u64>, name: &str) {
@@ -1125,7 +1131,6 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             members: crate::protocol::Seq::Borrowed(&members),
         };
         let r = self.arena.encode(codec, &frame);
-        drop(frame);
         drop(members);
         self.unicast(id, codec, r);
     }
@@ -1155,8 +1160,9 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         let Some(room) = self.rooms.get_mut(key) else {
             return Ok(0);
         };
-        room.offset += 1;
-        let offset = room.offset;
+        // The offset is taken only once the message is queued: a refused
+        // publish leaves no gap (PROTOCOL.md §3).
+        let offset = room.offset + 1;
         let from_frame = sender.as_ref().map(|(client, user)| Sender {
             client: Text::Borrowed(client),
             user: user.as_ref().map(|u| Text::Borrowed(u.as_str())),
@@ -1194,6 +1200,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                 audience: Audience::All,
             })
             .map_err(|_| PublishError::Full)?;
+        room.offset = offset;
         Ok(offset)
     }
 

@@ -131,13 +131,15 @@ impl Timers {
             return TimerVerdict::Drop;
         }
         if let Phase::AwaitingAuth { deadline } = phase
-            && now >= deadline {
-                return TimerVerdict::Close(4002, "authentication timeout");
-            }
+            && now >= deadline
+        {
+            return TimerVerdict::Close(4002, "authentication timeout");
+        }
         if let Some(exp) = self.expires
-            && now >= exp {
-                return TimerVerdict::Close(4004, "token expired");
-            }
+            && now >= exp
+        {
+            return TimerVerdict::Close(4004, "token expired");
+        }
         if now >= self.next_ping {
             self.next_ping = now + config.ping_interval;
             return TimerVerdict::Ping;

@@ -97,6 +97,8 @@ pub trait Storage {
     type Arena: Arena;
     /// Room lookup by name.
     type Index: RoomIndex;
+    /// Can the arena encode JSON? (Fixed arenas encode postcard only.)
+    const ENCODES_JSON: bool;
 }
 
 // ---------------------------------------------------------------- fixed
@@ -124,6 +126,7 @@ impl<const C: usize, const R: usize, const M: usize, const P: usize, const O: us
     type Queue<T> = heapless::Deque<T, O>;
     type Arena = heapless::Vec<u8, A>;
     type Index = FixedIndex<R>;
+    const ENCODES_JSON: bool = false;
 }
 
 /// A slab of at most `N` values, without allocation.
@@ -295,6 +298,7 @@ mod growable {
         type Queue<T> = VecDeque<T>;
         type Arena = Vec<u8>;
         type Index = BTreeMap<RoomName, u32>;
+        const ENCODES_JSON: bool = cfg!(feature = "json");
     }
 
     /// A growable slab with a free list.

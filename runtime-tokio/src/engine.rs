@@ -128,9 +128,10 @@ where
             match output {
                 Output::Transmit { conn, codec, bytes } => {
                     if let (Some(outbox), Some(msg)) = (get(outboxes, conn), message(codec, bytes))
-                        && !outbox.push(msg, bytes.len()) {
-                            overflowed.push(conn);
-                        }
+                        && !outbox.push(msg, bytes.len())
+                    {
+                        overflowed.push(conn);
+                    }
                 }
                 Output::Broadcast(b) => {
                     let json = b.json.and_then(|j| message(Codec::Json, j));
@@ -141,9 +142,10 @@ where
                             Codec::Postcard => postcard.clone(),
                         };
                         if let (Some(outbox), Some(msg)) = (get(outboxes, conn), msg)
-                            && !outbox.push(msg, bytes.len()) {
-                                overflowed.push(conn);
-                            }
+                            && !outbox.push(msg, bytes.len())
+                        {
+                            overflowed.push(conn);
+                        }
                     }
                 }
                 Output::Ping { conn } => {

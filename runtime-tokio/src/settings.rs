@@ -210,7 +210,10 @@ impl Settings {
     /// Merges explicit layers (flags/env over file).
     pub fn merge(cli: Cli, file: FileConfig) -> Result<Settings, SettingsError> {
         let mut hub = Config {
-            allow_anonymous: cli.allow_anonymous.or(file.allow_anonymous).unwrap_or(false),
+            allow_anonymous: cli
+                .allow_anonymous
+                .or(file.allow_anonymous)
+                .unwrap_or(false),
             ..Config::default()
         };
         if let Some(v) = cli.max_connections.or(file.max_connections) {

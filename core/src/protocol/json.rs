@@ -222,10 +222,12 @@ fn sender(s: Option<JsonSender<'_>>) -> Option<Sender<'_>> {
 }
 
 fn member(m: JsonMember<'_>) -> Member<'_> {
+    // `info: null` means no info: the encoder writes `null` for `None`.
+    let info = m.info.filter(|r| r.get() != "null");
     Member {
         client: m.client,
         user: m.user,
-        info: m.info.map(|r| Data::Borrowed(r.get().as_bytes())),
+        info: info.map(|r| Data::Borrowed(r.get().as_bytes())),
     }
 }
 

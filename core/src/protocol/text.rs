@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 use alloc::{borrow::ToOwned, string::String, vec::Vec};
 
 /// A string inside a frame: borrowed from the input, or owned when the input
-/// needed unescaping (only with `alloc`).
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// needed unescaping (only with `alloc`). Compares and hashes by content,
+/// whichever variant holds it.
+#[derive(Clone)]
 pub enum Text<'a> {
     /// Borrowed from the decoded input or from the caller.
     Borrowed(&'a str),
@@ -66,6 +67,32 @@ impl fmt::Display for Text<'_> {
     }
 }
 
+impl PartialEq for Text<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Text<'_> {}
+
+impl PartialOrd for Text<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<core::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Text<'_> {
+    fn cmp(&self, other: &Self) -> core::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl core::hash::Hash for Text<'_> {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
 impl PartialEq<str> for Text<'_> {
     fn eq(&self, other: &str) -> bool {
         self.as_str() == other
@@ -108,8 +135,9 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
     }
 }
 
-/// An opaque payload inside a frame (`data`, `info`).
-#[derive(Clone, PartialEq, Eq, Hash)]
+/// An opaque payload inside a frame (`data`, `info`). Compares and hashes
+/// by content, whichever variant holds it.
+#[derive(Clone)]
 pub enum Data<'a> {
     /// Borrowed from the decoded input or from the caller.
     Borrowed(&'a [u8]),
@@ -148,6 +176,20 @@ impl Deref for Data<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         self.as_bytes()
+    }
+}
+
+impl PartialEq for Data<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for Data<'_> {}
+
+impl core::hash::Hash for Data<'_> {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
     }
 }
 
@@ -192,8 +234,9 @@ impl<'de: 'a, 'a> Deserialize<'de> for Data<'a> {
 
 /// A list inside a frame (`messages`, `members`): a borrowed slice when
 /// encoding, an owned `Vec` when decoding (decoding needs `alloc`; without it
-/// only an empty list decodes).
-#[derive(Clone, PartialEq, Eq)]
+/// only an empty list decodes). Compares by content, whichever variant
+/// holds it.
+#[derive(Clone)]
 pub enum Seq<'a, T> {
     /// Borrowed slice (encoding side).
     Borrowed(&'a [T]),
@@ -225,6 +268,14 @@ impl<T> Deref for Seq<'_, T> {
         self.as_slice()
     }
 }
+
+impl<T: PartialEq> PartialEq for Seq<'_, T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl<T: Eq> Eq for Seq<'_, T> {}
 
 impl<T: fmt::Debug> fmt::Debug for Seq<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -61,7 +61,9 @@ pub(crate) struct TestIdentity {
 }
 
 fn matches_any(patterns: &Option<Vec<String>>, room: &str) -> Option<bool> {
-    patterns.as_ref().map(|ps| ps.iter().any(|p| pattern_matches(p, room)))
+    patterns
+        .as_ref()
+        .map(|ps| ps.iter().any(|p| pattern_matches(p, room)))
 }
 
 impl Identity for TestIdentity {
@@ -94,14 +96,20 @@ impl Authenticator for TestAuth {
 }
 
 fn patterns(v: &str) -> Vec<String> {
-    v.split(',').filter(|p| !p.is_empty()).map(String::from).collect()
+    v.split(',')
+        .filter(|p| !p.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 /// Parses a test token.
 pub(crate) fn parse_token(token: &str) -> Result<TestIdentity, AuthError> {
     let rest = token.strip_prefix("user:").ok_or(AuthError::Malformed)?;
     let mut parts = rest.split(':');
-    let user = parts.next().filter(|u| !u.is_empty() && !u.contains('=')).ok_or(AuthError::Malformed)?;
+    let user = parts
+        .next()
+        .filter(|u| !u.is_empty() && !u.contains('='))
+        .ok_or(AuthError::Malformed)?;
     let mut fields: Vec<(String, String)> = Vec::new();
     for seg in parts {
         match seg.split_once('=') {
@@ -113,7 +121,10 @@ pub(crate) fn parse_token(token: &str) -> Result<TestIdentity, AuthError> {
             }
         }
     }
-    let mut id = TestIdentity { user: user.to_string(), ..TestIdentity::default() };
+    let mut id = TestIdentity {
+        user: user.to_string(),
+        ..TestIdentity::default()
+    };
     for (k, v) in fields {
         match k.as_str() {
             "exp" => id.exp = Some(v.parse().map_err(|_| AuthError::Malformed)?),
@@ -132,22 +143,39 @@ pub(crate) fn parse_token(token: &str) -> Result<TestIdentity, AuthError> {
 
 /// `subscribe {room, id}`.
 pub(crate) fn subscribe(room: &str, id: u64) -> ClientFrame<'_> {
-    ClientFrame::Subscribe { room: room.into(), id: Some(id), recover: None, presence: None }
+    ClientFrame::Subscribe {
+        room: room.into(),
+        id: Some(id),
+        recover: None,
+        presence: None,
+    }
 }
 
 /// `subscribe {room, id, presence: true}`.
 pub(crate) fn subscribe_watching(room: &str, id: u64) -> ClientFrame<'_> {
-    ClientFrame::Subscribe { room: room.into(), id: Some(id), recover: None, presence: Some(true) }
+    ClientFrame::Subscribe {
+        room: room.into(),
+        id: Some(id),
+        recover: None,
+        presence: Some(true),
+    }
 }
 
 /// `unsubscribe {room, id}`.
 pub(crate) fn unsubscribe(room: &str, id: u64) -> ClientFrame<'_> {
-    ClientFrame::Unsubscribe { room: room.into(), id: Some(id) }
+    ClientFrame::Unsubscribe {
+        room: room.into(),
+        id: Some(id),
+    }
 }
 
 /// `publish {room, data, id}`.
 pub(crate) fn publish<'a>(room: &'a str, data: &'a [u8], id: Option<u64>) -> ClientFrame<'a> {
-    ClientFrame::Publish { room: room.into(), data: data.into(), id }
+    ClientFrame::Publish {
+        room: room.into(),
+        data: data.into(),
+        id,
+    }
 }
 
 /// `ping {id}`.
@@ -157,7 +185,9 @@ pub(crate) fn ping(id: u64) -> ClientFrame<'static> {
 
 /// `auth {token}`.
 pub(crate) fn auth(token: &str) -> ClientFrame<'_> {
-    ClientFrame::Auth { token: token.into() }
+    ClientFrame::Auth {
+        token: token.into(),
+    }
 }
 
 /// Encodes a client frame with `codec`.
@@ -166,14 +196,18 @@ pub(crate) fn encode_client(codec: Codec, frame: &ClientFrame<'_>) -> Vec<u8> {
         #[cfg(feature = "json")]
         Codec::Json => {
             let mut out = Vec::new();
-            codec.encode_client(frame, &mut out).expect("encode JSON client frame");
+            codec
+                .encode_client(frame, &mut out)
+                .expect("encode JSON client frame");
             out
         }
         #[cfg(not(feature = "json"))]
         Codec::Json => panic!("JSON codec not built in"),
         Codec::Postcard => {
             let mut buf = std::vec![0u8; 1 << 18];
-            let n = codec.encode_client_to_slice(frame, &mut buf).expect("encode postcard client frame");
+            let n = codec
+                .encode_client_to_slice(frame, &mut buf)
+                .expect("encode postcard client frame");
             buf.truncate(n);
             buf
         }
@@ -184,7 +218,11 @@ pub(crate) fn encode_client(codec: Codec, frame: &ClientFrame<'_>) -> Vec<u8> {
 #[track_caller]
 pub(crate) fn assert_error(frame: &ServerFrame<'_>, id: Option<u64>, code: u16) {
     match frame {
-        ServerFrame::Error { id: got_id, code: got_code, reason } => {
+        ServerFrame::Error {
+            id: got_id,
+            code: got_code,
+            reason,
+        } => {
             assert_eq!((*got_id, *got_code), (id, code), "error frame {frame:?}");
             assert!(!reason.is_empty(), "error without a reason: {frame:?}");
         }
@@ -221,9 +259,9 @@ impl Inbox {
         self.raw_frames()
             .into_iter()
             .map(|b| {
-                self.codec
-                    .decode_server(b)
-                    .unwrap_or_else(|e| panic!("undecodable server frame {b:?} ({:?}): {e}", self.codec))
+                self.codec.decode_server(b).unwrap_or_else(|e| {
+                    panic!("undecodable server frame {b:?} ({:?}): {e}", self.codec)
+                })
             })
             .collect()
     }
@@ -248,8 +286,16 @@ impl Inbox {
     /// When the connection was closed and with what code.
     #[track_caller]
     pub(crate) fn close_at(&self) -> Option<(Instant, u16)> {
-        let pos = self.events.iter().position(|(_, e)| matches!(e, Rx::Close(_)))?;
-        assert_eq!(pos, self.events.len() - 1, "events after a close: {:?}", self.events);
+        let pos = self
+            .events
+            .iter()
+            .position(|(_, e)| matches!(e, Rx::Close(_)))?;
+        assert_eq!(
+            pos,
+            self.events.len() - 1,
+            "events after a close: {:?}",
+            self.events
+        );
         match self.events[pos] {
             (t, Rx::Close(code)) => Some((t, code)),
             _ => unreachable!(),
@@ -260,13 +306,22 @@ impl Inbox {
     #[track_caller]
     pub(crate) fn dropped_at(&self) -> Option<Instant> {
         let pos = self.events.iter().position(|(_, e)| *e == Rx::Drop)?;
-        assert_eq!(pos, self.events.len() - 1, "events after a drop: {:?}", self.events);
+        assert_eq!(
+            pos,
+            self.events.len() - 1,
+            "events after a drop: {:?}",
+            self.events
+        );
         Some(self.events[pos].0)
     }
 
     /// When Pings were sent.
     pub(crate) fn pings(&self) -> Vec<Instant> {
-        self.events.iter().filter(|(_, e)| *e == Rx::Ping).map(|(t, _)| *t).collect()
+        self.events
+            .iter()
+            .filter(|(_, e)| *e == Rx::Ping)
+            .map(|(t, _)| *t)
+            .collect()
     }
 
     /// Nothing at all arrived?
@@ -335,10 +390,29 @@ impl<A: Authenticator, S: Storage> Harness<A, S> {
         origin: Option<&str>,
         credentials: UpgradeCredentials<'_>,
     ) -> Result<ConnId, Refusal> {
-        let r = self.hub.handle_open(self.now, Upgrade { codec, origin, credentials });
+        let r = self.hub.handle_open(
+            self.now,
+            Upgrade {
+                codec,
+                origin,
+                credentials,
+            },
+        );
         if let Ok(c) = r {
-            let old = self.peers.insert(c, Peer { inbox: Inbox { codec, events: Vec::new() }, gone: false });
-            assert!(old.is_none_or(|p| p.gone), "hub reused the handle of a live connection {c:?}");
+            let old = self.peers.insert(
+                c,
+                Peer {
+                    inbox: Inbox {
+                        codec,
+                        events: Vec::new(),
+                    },
+                    gone: false,
+                },
+            );
+            assert!(
+                old.is_none_or(|p| p.gone),
+                "hub reused the handle of a live connection {c:?}"
+            );
         }
         self.drain();
         r
@@ -346,12 +420,16 @@ impl<A: Authenticator, S: Storage> Harness<A, S> {
 
     /// Opens a connection without credentials in the upgrade.
     pub(crate) fn open(&mut self, codec: Codec) -> ConnId {
-        self.try_open(codec, None, UpgradeCredentials::default()).expect("open")
+        self.try_open(codec, None, UpgradeCredentials::default())
+            .expect("open")
     }
 
     /// Opens a connection with a `token` query parameter.
     pub(crate) fn open_query(&mut self, codec: Codec, token: &str) -> ConnId {
-        let creds = UpgradeCredentials { query: Some(token), cookie: None };
+        let creds = UpgradeCredentials {
+            query: Some(token),
+            cookie: None,
+        };
         self.try_open(codec, None, creds).expect("open")
     }
 
@@ -365,8 +443,18 @@ impl<A: Authenticator, S: Storage> Harness<A, S> {
         let rx = self.take(c);
         let frames = rx.frames();
         match &frames[..] {
-            [ServerFrame::Welcome { client, user: Some(_), ping_interval_ms, protocol: 1 }] => {
-                assert_eq!(*ping_interval_ms, self.hub.config().ping_interval.as_millis());
+            [
+                ServerFrame::Welcome {
+                    client,
+                    user: Some(_),
+                    ping_interval_ms,
+                    protocol: 1,
+                },
+            ] => {
+                assert_eq!(
+                    *ping_interval_ms,
+                    self.hub.config().ping_interval.as_millis()
+                );
                 (c, client.to_string())
             }
             other => panic!("expected one welcome, got {other:?} / {:?}", rx.events),
@@ -408,7 +496,11 @@ impl<A: Authenticator, S: Storage> Harness<A, S> {
     }
 
     /// Server-side publish.
-    pub(crate) fn publish(&mut self, room: &str, data: &[u8]) -> Result<u64, switchboard_core::hub::PublishError> {
+    pub(crate) fn publish(
+        &mut self,
+        room: &str,
+        data: &[u8],
+    ) -> Result<u64, switchboard_core::hub::PublishError> {
         let r = self.hub.publish(self.now, room, data);
         self.drain();
         r
@@ -461,7 +553,10 @@ impl<A: Authenticator, S: Storage> Harness<A, S> {
     #[track_caller]
     pub(crate) fn take(&mut self, c: ConnId) -> Inbox {
         let peer = self.peers.get_mut(&c).expect("known connection");
-        Inbox { codec: peer.inbox.codec, events: std::mem::take(&mut peer.inbox.events) }
+        Inbox {
+            codec: peer.inbox.codec,
+            events: std::mem::take(&mut peer.inbox.events),
+        }
     }
 
     /// Is `c` still connected (no close, drop or client close)?
@@ -479,7 +574,14 @@ impl<A: Authenticator, S: Storage> Harness<A, S> {
     pub(crate) fn drain(&mut self) {
         loop {
             let mut ended = Vec::new();
-            let Harness { hub, now, peers, occupied, vacant, broadcasts } = self;
+            let Harness {
+                hub,
+                now,
+                peers,
+                occupied,
+                vacant,
+                broadcasts,
+            } = self;
             let now = *now;
             while let Some(out) = hub.poll_output() {
                 match out {
@@ -503,7 +605,10 @@ impl<A: Authenticator, S: Storage> Harness<A, S> {
                         }
                         broadcasts.push(log);
                     }
-                    Output::Ping { conn } => live(peers, conn, "a ping").inbox.events.push((now, Rx::Ping)),
+                    Output::Ping { conn } => live(peers, conn, "a ping")
+                        .inbox
+                        .events
+                        .push((now, Rx::Ping)),
                     Output::Close { conn, code, reason } => {
                         assert!(!reason.is_empty(), "close {code} without a reason");
                         let peer = live(peers, conn, "a close");
@@ -532,8 +637,10 @@ impl<A: Authenticator, S: Storage> Harness<A, S> {
 }
 
 #[track_caller]
-fn live(peers: &mut BTreeMap<ConnId, Peer>, conn: ConnId, what: &str) -> &mut Peer {
-    let peer = peers.get_mut(&conn).unwrap_or_else(|| panic!("{what} for unknown connection {conn:?}"));
+fn live<'p>(peers: &'p mut BTreeMap<ConnId, Peer>, conn: ConnId, what: &str) -> &'p mut Peer {
+    let peer = peers
+        .get_mut(&conn)
+        .unwrap_or_else(|| panic!("{what} for unknown connection {conn:?}"));
     assert!(!peer.gone, "{what} for closed connection {conn:?}");
     peer
 }

@@ -1,0 +1,215 @@
+//! The hub on fixed-capacity storage (no allocator in the tables), postcard
+//! only: a whole session from open to close, and every table running full
+//! with its protocol code. Runs with and without default features.
+
+mod support;
+
+use support::{Harness, Rx, T0, TestAuth, assert_error, at, ping, publish, subscribe, unsubscribe};
+use switchboard_core::auth::UpgradeCredentials;
+use switchboard_core::hub::{PublishError, Refusal};
+use switchboard_core::protocol::{Codec, ServerFrame};
+use switchboard_core::storage::Fixed;
+use switchboard_core::{Config, Duration};
+
+/// 4 connections, 4 rooms, 4 members per room, 2 rooms per connection,
+/// 32 pending outputs, 4 KiB of pending frames.
+type Small = Fixed<4, 4, 4, 2, 32, 4096>;
+
+const P: Codec = Codec::Postcard;
+
+fn harness(config: Config) -> Harness<TestAuth, Small> {
+    Harness::with(config, TestAuth)
+}
+
+#[track_caller]
+fn offset_of(frame: &ServerFrame<'_>) -> u64 {
+    match frame {
+        ServerFrame::Message(m) => m.offset,
+        other => panic!("expected a message, got {other:?}"),
+    }
+}
+
+#[test]
+fn fixed_hub_runs_a_session_from_open_to_close() {
+    let mut h = harness(Config::default());
+    let (a, _) = h.connect(P, "user:alice");
+    let (b, _) = h.connect(P, "user:bob");
+    let (c, c_client) = h.connect(P, "user:carol");
+    h.send(a, &subscribe("chat:x", 1));
+    h.send(b, &subscribe("chat:x", 2));
+    assert_eq!(h.occupied, vec!["chat:x".to_string()]);
+    let epoch = match &h.take(a).frames()[..] {
+        [
+            ServerFrame::Subscribed {
+                id: Some(1),
+                epoch,
+                offset: 0,
+                recovered: false,
+                ..
+            },
+        ] => epoch.to_string(),
+        other => panic!("{other:?}"),
+    };
+    h.take(b);
+    // Fan-out from a publisher that is not subscribed.
+    for (i, data) in [&b"{\"hi\":1}"[..], b"[2]", b"3"].into_iter().enumerate() {
+        h.send(c, &publish("chat:x", data, Some(10 + i as u64)));
+    }
+    assert_eq!(
+        h.take(c).frames(),
+        vec![
+            ServerFrame::Ack {
+                id: 10,
+                room: "chat:x".into(),
+                offset: 1
+            },
+            ServerFrame::Ack {
+                id: 11,
+                room: "chat:x".into(),
+                offset: 2
+            },
+            ServerFrame::Ack {
+                id: 12,
+                room: "chat:x".into(),
+                offset: 3
+            },
+        ]
+    );
+    let log = h.broadcasts.last().unwrap();
+    assert!(log.json.is_none() && log.postcard.is_some());
+    assert_eq!(log.recipients.len(), 2);
+    for conn in [a, b] {
+        let rx = h.take(conn);
+        let frames = rx.frames();
+        assert_eq!(
+            frames.iter().map(offset_of).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
+        match &frames[0] {
+            ServerFrame::Message(m) => {
+                assert_eq!(m.epoch.as_str(), epoch);
+                assert_eq!(m.data.as_bytes(), b"{\"hi\":1}");
+                let from = m.from.as_ref().unwrap();
+                assert_eq!(
+                    (from.client.as_str(), from.user.as_deref()),
+                    (c_client.as_str(), Some("carol"))
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // Heartbeats and the auth deadline run on the same timers.
+    let waiting = h.open(P);
+    h.advance_to(at(5));
+    assert_eq!(h.take(waiting).close_at(), Some((at(5), 4002)));
+    h.send(a, &ping(1));
+    h.send(b, &ping(1));
+    h.send(c, &ping(1));
+    h.advance_to(at(26));
+    for conn in [a, b, c] {
+        assert_eq!(h.take(conn).pings(), vec![at(25)]);
+    }
+    // Leaving: the room goes when its last subscriber does.
+    h.send(a, &unsubscribe("chat:x", 3));
+    assert_eq!(
+        h.take(a).frames(),
+        vec![ServerFrame::Unsubscribed {
+            id: Some(3),
+            room: "chat:x".into()
+        }]
+    );
+    h.close(b);
+    assert_eq!(h.vacant, vec!["chat:x".to_string()]);
+    h.hub.shutdown(1001);
+    h.drain();
+    assert_eq!(h.take(a).events, vec![(at(26), Rx::Close(1001))]);
+    assert_eq!(h.take(c).events, vec![(at(26), Rx::Close(1001))]);
+    assert_eq!(h.hub.stats().connections, 0);
+}
+
+#[test]
+fn full_connection_table_refuses_with_capacity() {
+    let mut h = harness(Config::default());
+    let conns: Vec<_> = (0..4).map(|_| h.open(P)).collect();
+    let err = h
+        .try_open(P, None, UpgradeCredentials::default())
+        .unwrap_err();
+    assert_eq!(err, Refusal::Capacity);
+    h.close(conns[0]);
+    h.open(P);
+}
+
+#[test]
+fn full_room_tables_are_error_4006() {
+    let mut h = harness(Config {
+        ping_interval: Duration::from_secs(3600),
+        ..Config::default()
+    });
+    let (a, _) = h.connect(P, "user:a");
+    let (b, _) = h.connect(P, "user:b");
+    let (c, _) = h.connect(P, "user:c");
+    let (d, _) = h.connect(P, "user:d");
+    // Two rooms per connection (PER_CONN).
+    h.send(a, &subscribe("r:1", 1));
+    h.send(a, &subscribe("r:2", 2));
+    h.send(a, &subscribe("r:3", 3));
+    let rx = h.take(a);
+    let frames = rx.frames();
+    assert_eq!(frames.len(), 3);
+    assert_error(&frames[2], Some(3), 4006);
+    // Four rooms in all (ROOMS).
+    h.send(b, &subscribe("r:3", 1));
+    h.send(b, &subscribe("r:4", 2));
+    h.send(c, &subscribe("r:5", 3));
+    let rx = h.take(c);
+    assert_error(&rx.frames()[0], Some(3), 4006);
+    assert_eq!(h.hub.stats().rooms, 4);
+    // Four members per room (MEMBERS): a, b, c, d all in r:3 after a leaves r:1.
+    h.send(a, &unsubscribe("r:1", 4));
+    h.send(a, &subscribe("r:3", 5));
+    h.send(c, &subscribe("r:3", 6));
+    h.send(d, &subscribe("r:3", 7));
+    for conn in [a, c, d] {
+        let rx = h.take(conn);
+        assert!(
+            matches!(rx.frames().last(), Some(ServerFrame::Subscribed { .. })),
+            "{:?}",
+            rx.frames()
+        );
+    }
+    // Everyone is still connected and served.
+    assert_eq!(h.publish("r:3", b"1"), Ok(1));
+    assert_eq!(h.broadcasts.last().unwrap().recipients.len(), 4);
+    assert!(
+        h.take(b)
+            .events
+            .iter()
+            .all(|(t, e)| *t == T0 && matches!(e, Rx::Frame(_)))
+    );
+}
+
+#[test]
+fn full_output_arena_refuses_the_publish_without_using_an_offset() {
+    let mut h = harness(Config {
+        ping_interval: Duration::from_secs(3600),
+        ..Config::default()
+    });
+    let (a, _) = h.connect(P, "user:alice");
+    h.send(a, &subscribe("chat:x", 1));
+    h.take(a);
+    let big = vec![b'7'; 5000];
+    assert_eq!(h.publish("chat:x", &big), Err(PublishError::Full));
+    assert_eq!(PublishError::Full.code(), 4013);
+    h.send(a, &publish("chat:x", &big, Some(2)));
+    let rx = h.take(a);
+    let frames = rx.frames();
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    assert_error(&frames[0], Some(2), 4013);
+    assert!(h.is_open(a));
+    // Refused publishes are not acknowledged and leave no gap in offsets.
+    assert_eq!(h.publish("chat:x", b"1"), Ok(1));
+    assert_eq!(
+        h.take(a).frames().iter().map(offset_of).collect::<Vec<_>>(),
+        vec![1]
+    );
+}
