@@ -16,7 +16,7 @@ use crate::protocol::{
 };
 use crate::room::{self, RoomName};
 use crate::session::{Phase, RateLimiter, RateVerdict, TimerVerdict, Timers};
-use crate::storage::{Arena, List, Queue, RoomIndex, Slab, Storage};
+use crate::storage::{Arena, History as _, List, Queue, RoomIndex, Slab, Storage};
 use crate::time::Instant;
 
 #[cfg(feature = "alloc")]
@@ -282,6 +282,7 @@ struct Room<S: Storage> {
     subscribers: S::Members<Subscriber>,
     json: u32,
     postcard: u32,
+    history: S::History,
 }
 
 /// Statistics for `/metrics`-style reporting.
@@ -312,6 +313,7 @@ pub struct Hub<A: Authenticator, S: Storage> {
     pending_ends: usize,
     end_cursor: u32,
     next_sweep: Instant,
+    next_room_sweep: Instant,
     published: u64,
 }
 
@@ -346,6 +348,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             pending_ends: 0,
             end_cursor: 0,
             next_sweep: Instant::NEVER,
+            next_room_sweep: Instant::NEVER,
             published: 0,
         })
     }
@@ -538,7 +541,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         self.leave_all(id);
         self.conns.remove(id.0);
         if self.conns.is_empty() {
-            self.next_sweep = Instant::NEVER;
+            self.next_sweep = self.next_room_sweep;
         }
     }
 
@@ -570,21 +573,28 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             }
         }
         self.next_sweep = Instant::NEVER;
-        self.schedule(next.max(now + self.config.timer_granularity));
+        if next != Instant::NEVER {
+            self.schedule(next.max(now + self.config.timer_granularity));
+        }
+        if now >= self.next_room_sweep {
+            self.sweep_rooms(now);
+        } else {
+            self.schedule(self.next_room_sweep);
+        }
     }
 
     /// Publishes `data` to `room` from the server side (`from` null).
     /// Returns the message's offset. `data` is delivered as-is: JSON
     /// subscribers receive it as `data` when it is valid JSON, else as
     /// `data_b64`.
-    pub fn publish(&mut self, _now: Instant, room: &str, data: &[u8]) -> Result<u64, PublishError> {
+    pub fn publish(&mut self, now: Instant, room: &str, data: &[u8]) -> Result<u64, PublishError> {
         if !room::is_valid(room) {
             return Err(PublishError::BadRoom);
         }
         if data.len() > self.config.max_frame {
             return Err(PublishError::TooLarge);
         }
-        self.broadcast_message(room, None, data)
+        self.broadcast_message(now, room, None, data)
     }
 
     /// Closes every connection with `code` (1001 shutdown, 1012 restart).
@@ -857,11 +867,10 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         let presence = self.config.namespace_of(&room.name).presence;
         if room.subscribers.as_slice().is_empty() {
             let name = room.name.clone();
-            self.index.remove(&name);
-            self.rooms.remove(key);
             if let Ok(r) = self.arena.push(name.as_bytes()) {
                 self.push(Record::Vacant { name: r });
             }
+            self.free_if_unused(key);
             return;
         }
         if presence && let Some(member) = self.member_of(id) {
@@ -884,7 +893,14 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                 if let Some(err) = self.check_room(id, &room, Grant::Subscribe) {
                     return self.reply_error(id, req, err.0, err.1);
                 }
-                self.subscribe(id, req, &room, presence.unwrap_or(false), recover.as_ref());
+                self.subscribe(
+                    now,
+                    id,
+                    req,
+                    &room,
+                    presence.unwrap_or(false),
+                    recover.as_ref(),
+                );
             }
             ClientFrame::Unsubscribe { room, .. } => {
                 if !room::is_valid(&room) {
@@ -909,9 +925,9 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                     Some(Codec::Json) if needs_compaction(&data) => {
                         let mut compact = Vec::new();
                         crate::protocol::json::compact_into(&data, &mut compact);
-                        self.broadcast_message(&room, Some(id), &compact)
+                        self.broadcast_message(now, &room, Some(id), &compact)
                     }
-                    _ => self.broadcast_message(&room, Some(id), &data),
+                    _ => self.broadcast_message(now, &room, Some(id), &data),
                 };
                 match (result, req) {
                     (Ok(offset), Some(req)) => self.reply(
@@ -934,13 +950,13 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                 }
                 self.presence_reply(id, req, &room);
             }
-            ClientFrame::History { room, .. } => {
+            ClientFrame::History {
+                room, since, limit, ..
+            } => {
                 if let Some(err) = self.check_room(id, &room, Grant::History) {
                     return self.reply_error(id, req, err.0, err.1);
                 }
-                // Reached only when history_size > 0 (check_room refuses
-                // otherwise); history storage lands with the rooms issue.
-                self.reply_error(id, req, 4003, "history is not available on this hub");
+                self.history_reply(now, id, req, &room, since, limit);
             }
         }
     }
@@ -998,8 +1014,10 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         (!allowed).then_some((4003, "not allowed"))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn subscribe(
         &mut self,
+        now: Instant,
         id: ConnId,
         req: Option<u64>,
         name: &str,
@@ -1018,34 +1036,21 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         }
         let key = match existing {
             Some(k) => k,
-            None => {
-                let mut epoch = Epoch::new();
-                let _ = write!(epoch, "{:08x}", splitmix(&mut self.rng) as u32);
-                let room = Room::<S> {
-                    name: room::to_name(name).unwrap_or_default(),
-                    epoch,
-                    offset: 0,
-                    subscribers: Default::default(),
-                    json: 0,
-                    postcard: 0,
-                };
-                let Ok(k) = self.rooms.insert(room) else {
-                    return self.reply_error(id, req, 4006, "room table full");
-                };
-                if self
-                    .index
-                    .insert(room::to_name(name).unwrap_or_default(), k)
-                    .is_err()
-                {
-                    self.rooms.remove(k);
-                    return self.reply_error(id, req, 4006, "room table full");
-                }
-                if let Ok(r) = self.arena.push(name.as_bytes()) {
-                    self.push(Record::Occupied { name: r });
-                }
-                k
-            }
+            None => match self.create_room(name) {
+                Some(k) => k,
+                None => return self.reply_error(id, req, 4006, "room table full"),
+            },
         };
+        if !already
+            && self
+                .rooms
+                .get(key)
+                .is_some_and(|r| r.subscribers.as_slice().is_empty())
+        {
+            if let Ok(r) = self.arena.push(name.as_bytes()) {
+                self.push(Record::Occupied { name: r });
+            }
+        }
         let Some(room) = self.rooms.get_mut(key) else {
             return;
         };
@@ -1081,20 +1086,35 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                 return self.reply_error(id, req, 4006, "too many rooms for this connection");
             }
         }
+        self.trim_history(key, now);
         let Some(room) = self.rooms.get(key) else {
             return;
         };
-        let recovered =
-            recover.is_some_and(|r| r.epoch == room.epoch.as_str() && r.offset == room.offset);
-        let frame = ServerFrame::Subscribed {
+        // Recovery (PROTOCOL.md §3): the same epoch, and every message after
+        // the client's offset still kept (history is contiguous, so the
+        // oldest kept offset is enough to tell).
+        let replay_from = recover.and_then(|r| {
+            if r.epoch != room.epoch.as_str() || r.offset > room.offset {
+                return None;
+            }
+            if r.offset == room.offset {
+                return Some(room.history.len());
+            }
+            let (oldest, _, _) = room.history.get(0)?;
+            (oldest <= r.offset + 1).then(|| (r.offset + 1 - oldest) as usize)
+        });
+        let reply = WithMessages::Subscribed {
             id: req,
-            room: Text::Borrowed(&room.name),
-            epoch: Text::Borrowed(&room.epoch),
-            offset: room.offset,
-            recovered,
-            messages: Default::default(),
+            recovered: replay_from.is_some(),
         };
-        let r = self.arena.encode(codec, &frame);
+        let r = encode_with_messages(
+            &mut self.arena,
+            codec,
+            room,
+            replay_from.unwrap_or(usize::MAX),
+            usize::MAX,
+            reply,
+        );
         self.unicast(id, codec, r);
         if !already
             && self.config.namespace_of(name).presence
@@ -1103,6 +1123,127 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             let member = member_static(&member);
             self.broadcast_presence(key, true, &member);
         }
+    }
+
+    /// Creates room `name` with a fresh epoch.
+    fn create_room(&mut self, name: &str) -> Option<u32> {
+        let mut epoch = Epoch::new();
+        let _ = write!(epoch, "{:08x}", splitmix(&mut self.rng) as u32);
+        let room = Room::<S> {
+            name: room::to_name(name)?,
+            epoch,
+            offset: 0,
+            subscribers: Default::default(),
+            json: 0,
+            postcard: 0,
+            history: Default::default(),
+        };
+        let k = self.rooms.insert(room).ok()?;
+        if self.index.insert(room::to_name(name)?, k).is_err() {
+            self.rooms.remove(k);
+            return None;
+        }
+        Some(k)
+    }
+
+    /// Drops messages older than the namespace's `history_ttl_secs` and
+    /// returns when the oldest remaining one expires.
+    fn trim_history(&mut self, key: u32, now: Instant) -> Option<Instant> {
+        let room = self.rooms.get_mut(key)?;
+        let ns = self.config.namespace_of(&room.name);
+        let ttl = crate::time::Duration::from_secs(ns.history_ttl_secs);
+        let keep = (ns.history_size as usize).min(room.history.capacity());
+        while room.history.len() > keep {
+            room.history.pop_oldest();
+        }
+        while let Some((_, at, _)) = room.history.get(0) {
+            if now < at + ttl {
+                return Some(at + ttl);
+            }
+            room.history.pop_oldest();
+        }
+        None
+    }
+
+    /// Frees room `key` if nobody is subscribed and nothing is kept; a room
+    /// that comes back later gets a new epoch.
+    fn free_if_unused(&mut self, key: u32) {
+        let Some(room) = self.rooms.get(key) else {
+            return;
+        };
+        if room.subscribers.as_slice().is_empty() && room.history.is_empty() {
+            let name = room.name.clone();
+            self.index.remove(&name);
+            self.rooms.remove(key);
+        }
+    }
+
+    /// Expires history everywhere and frees unused rooms; schedules the next
+    /// expiry.
+    fn sweep_rooms(&mut self, now: Instant) {
+        let mut next = Instant::NEVER;
+        for key in 0..self.rooms.key_bound() {
+            if self.rooms.get(key).is_none() {
+                continue;
+            }
+            if let Some(at) = self.trim_history(key, now) {
+                next = next.min(at);
+            }
+            self.free_if_unused(key);
+        }
+        self.next_room_sweep = next;
+        self.schedule(next.max(now + self.config.timer_granularity));
+    }
+
+    fn history_reply(
+        &mut self,
+        now: Instant,
+        id: ConnId,
+        req: Option<u64>,
+        name: &str,
+        since: Option<u64>,
+        limit: Option<u64>,
+    ) {
+        let Some(codec) = self.conns.get(id.0).map(|c| c.codec) else {
+            return;
+        };
+        let limit = limit.unwrap_or(100).min(1000) as usize;
+        let key = self.index.find(name);
+        if let Some(key) = key {
+            self.trim_history(key, now);
+        }
+        let Some(room) = key.and_then(|k| self.rooms.get(k)) else {
+            let frame = ServerFrame::History {
+                id: req,
+                room: Text::Borrowed(name),
+                epoch: Text::Borrowed(""),
+                offset: 0,
+                messages: Default::default(),
+            };
+            let r = self.arena.encode(codec, &frame);
+            return self.unicast(id, codec, r);
+        };
+        let len = room.history.len();
+        let first_after_since = match (since, room.history.get(0)) {
+            (Some(since), Some((oldest, _, _))) => {
+                (since.saturating_add(1).saturating_sub(oldest) as usize).min(len)
+            }
+            _ => 0,
+        };
+        // `since` given: the oldest `limit` after it; otherwise the latest `limit`.
+        let (from, to) = match since {
+            Some(_) => (first_after_since, (first_after_since + limit).min(len)),
+            None => (len.saturating_sub(limit), len),
+        };
+        let r = encode_with_messages(
+            &mut self.arena,
+            codec,
+            room,
+            from,
+            to - from,
+            WithMessages::History { id: req },
+        );
+        self.unicast(id, codec, r);
     }
 
     fn presence_reply(&mut self, id: ConnId, req: Option<u64>, name: &str) {
@@ -1135,18 +1276,25 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         self.unicast(id, codec, r);
     }
 
-    /// Assigns the next offset in `name` and fans the message out. A room
-    /// with no subscribers still counts offsets while it exists; a room that
-    /// does not exist has nobody to deliver to.
+    /// Assigns the next offset in `name`, keeps the message in the room's
+    /// history (namespaces with `history_size > 0`) and fans it out. A room
+    /// with neither subscribers nor history has no state: the message
+    /// reaches nobody, is not kept, and gets offset 0.
     fn broadcast_message(
         &mut self,
+        now: Instant,
         name: &str,
         from: Option<ConnId>,
         data: &[u8],
     ) -> Result<u64, PublishError> {
         self.published += 1;
-        let Some(key) = self.index.find(name) else {
-            return Ok(0);
+        let keep = self.config.namespace_of(name).history_size as usize;
+        let key = match self.index.find(name) {
+            Some(k) => k,
+            None if keep > 0 && S::History::default().capacity() > 0 => {
+                self.create_room(name).ok_or(PublishError::Full)?
+            }
+            None => return Ok(0),
         };
         let sender = from.and_then(|f| self.conns.get(f.0)).map(|c| {
             (
@@ -1157,21 +1305,21 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                     .and_then(to_short),
             )
         });
-        let Some(room) = self.rooms.get_mut(key) else {
-            return Ok(0);
-        };
-        // The offset is taken only once the message is queued: a refused
-        // publish leaves no gap (PROTOCOL.md §3).
-        let offset = room.offset + 1;
         let from_frame = sender.as_ref().map(|(client, user)| Sender {
             client: Text::Borrowed(client),
             user: user.as_ref().map(|u| Text::Borrowed(u.as_str())),
         });
+        let Some(room) = self.rooms.get_mut(key) else {
+            return Ok(0);
+        };
+        // The offset is taken only once the message is queued and kept: a
+        // refused publish leaves no gap (PROTOCOL.md §3).
+        let offset = room.offset + 1;
         let frame = ServerFrame::Message(MessageFrame {
             room: Text::Borrowed(&room.name),
             epoch: Text::Borrowed(&room.epoch),
             offset,
-            from: from_frame,
+            from: from_frame.clone(),
             data: Data::Borrowed(data),
         });
         let json = if room.json > 0 {
@@ -1192,14 +1340,33 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         } else {
             None
         };
-        self.records
-            .push_back(Record::Broadcast {
-                room: key,
-                json,
-                postcard,
-                audience: Audience::All,
-            })
-            .map_err(|_| PublishError::Full)?;
+        if json.is_some() || postcard.is_some() {
+            self.records
+                .push_back(Record::Broadcast {
+                    room: key,
+                    json,
+                    postcard,
+                    audience: Audience::All,
+                })
+                .map_err(|_| PublishError::Full)?;
+        }
+        #[cfg(feature = "alloc")]
+        if keep > 0 {
+            let record = postcard::to_allocvec(&(from_frame, Data::Borrowed(data)))
+                .map_err(|_| PublishError::Full)?;
+            if room.history.push(offset, now, &record).is_ok() {
+                let ttl = crate::time::Duration::from_secs(
+                    self.config.namespace_of(name).history_ttl_secs,
+                );
+                while room.history.len() > keep {
+                    room.history.pop_oldest();
+                }
+                self.next_room_sweep = self.next_room_sweep.min(now + ttl);
+                self.next_sweep = self.next_sweep.min(now + ttl);
+            }
+        }
+        #[cfg(not(feature = "alloc"))]
+        let _ = (keep, from_frame, now);
         room.offset = offset;
         Ok(offset)
     }
@@ -1255,6 +1422,76 @@ fn str_at(bytes: &[u8], r: Range<usize>) -> &str {
 fn needs_compaction(raw: &[u8]) -> bool {
     raw.iter()
         .any(|b| matches!(b, b' ' | b'\n' | b'\r' | b'\t'))
+}
+
+/// Encodes a frame carrying the room's kept messages from index `from` on
+/// (oldest first), decoded from their records without copying.
+fn encode_with_messages<S: Storage>(
+    arena: &mut S::Arena,
+    codec: Codec,
+    room: &Room<S>,
+    from: usize,
+    count: usize,
+    reply: WithMessages,
+) -> Result<Range<usize>, crate::protocol::EncodeError> {
+    #[cfg(feature = "alloc")]
+    let mut messages: Vec<MessageFrame<'_>> = Vec::new();
+    #[cfg(not(feature = "alloc"))]
+    let mut messages: heapless::Vec<MessageFrame<'_>, 1> = heapless::Vec::new();
+    let mut i = from;
+    while let Some((offset, _, record)) = room.history.get(i) {
+        if i - from >= count {
+            break;
+        }
+        i += 1;
+        let Ok((from, data)) = postcard::from_bytes::<(Option<Sender<'_>>, Data<'_>)>(record)
+        else {
+            continue;
+        };
+        let m = MessageFrame {
+            room: Text::Borrowed(&room.name),
+            epoch: Text::Borrowed(&room.epoch),
+            offset,
+            from,
+            data,
+        };
+        #[cfg(feature = "alloc")]
+        messages.push(m);
+        #[cfg(not(feature = "alloc"))]
+        if messages.push(m).is_err() {
+            break;
+        }
+    }
+    let (name, epoch) = (
+        Text::Borrowed(room.name.as_str()),
+        Text::Borrowed(room.epoch.as_str()),
+    );
+    let messages = crate::protocol::Seq::Borrowed(&messages[..]);
+    let frame = match reply {
+        WithMessages::Subscribed { id, recovered } => ServerFrame::Subscribed {
+            id,
+            room: name,
+            epoch,
+            offset: room.offset,
+            recovered,
+            messages,
+        },
+        WithMessages::History { id } => ServerFrame::History {
+            id,
+            room: name,
+            epoch,
+            offset: room.offset,
+            messages,
+        },
+    };
+    arena.encode(codec, &frame)
+}
+
+/// The replies that carry kept messages.
+#[derive(Debug, Clone, Copy)]
+enum WithMessages {
+    Subscribed { id: Option<u64>, recovered: bool },
+    History { id: Option<u64> },
 }
 
 fn member_in<'c, S: Storage + 'c, I: Identity + 'c>(

@@ -81,6 +81,53 @@ pub trait RoomIndex: Default {
     fn remove(&mut self, name: &str);
 }
 
+/// One room's message history: contiguous offsets, oldest first.
+pub trait History: Default {
+    /// The most messages this store can keep (the namespace's
+    /// `history_size` is capped by it).
+    fn capacity(&self) -> usize;
+    /// Appends a message record; `Err` when it cannot be stored.
+    #[allow(clippy::result_unit_err)]
+    fn push(&mut self, offset: u64, at: crate::time::Instant, record: &[u8]) -> Result<(), ()>;
+    /// Drops the oldest message.
+    fn pop_oldest(&mut self);
+    /// Messages kept.
+    fn len(&self) -> usize;
+    /// Is it empty?
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The `i`-th oldest message: `(offset, stored at, record)`.
+    fn get(&self, i: usize) -> Option<(u64, crate::time::Instant, &[u8])>;
+    /// Drops everything.
+    fn clear(&mut self) {
+        while !self.is_empty() {
+            self.pop_oldest();
+        }
+    }
+}
+
+/// A history that keeps nothing (fixed-capacity hubs: history needs `alloc`
+/// for now).
+#[derive(Debug, Default)]
+pub struct NoHistory;
+
+impl History for NoHistory {
+    fn capacity(&self) -> usize {
+        0
+    }
+    fn push(&mut self, _: u64, _: crate::time::Instant, _: &[u8]) -> Result<(), ()> {
+        Err(())
+    }
+    fn pop_oldest(&mut self) {}
+    fn len(&self) -> usize {
+        0
+    }
+    fn get(&self, _: usize) -> Option<(u64, crate::time::Instant, &[u8])> {
+        None
+    }
+}
+
 /// A family of tables for the hub.
 pub trait Storage {
     /// The connection table.
@@ -97,6 +144,8 @@ pub trait Storage {
     type Arena: Arena;
     /// Room lookup by name.
     type Index: RoomIndex;
+    /// A room's history.
+    type History: History;
     /// Can the arena encode JSON? (Fixed arenas encode postcard only.)
     const ENCODES_JSON: bool;
 }
@@ -126,6 +175,7 @@ impl<const C: usize, const R: usize, const M: usize, const P: usize, const O: us
     type Queue<T> = heapless::Deque<T, O>;
     type Arena = heapless::Vec<u8, A>;
     type Index = FixedIndex<R>;
+    type History = NoHistory;
     const ENCODES_JSON: bool = false;
 }
 
@@ -274,7 +324,7 @@ impl<const N: usize> RoomIndex for FixedIndex<N> {
 // ---------------------------------------------------------------- growable
 
 #[cfg(feature = "alloc")]
-pub use growable::{Growable, GrowableSlab};
+pub use growable::{Growable, GrowableSlab, VecHistory};
 
 #[cfg(feature = "alloc")]
 mod growable {
@@ -282,7 +332,42 @@ mod growable {
     use alloc::vec::Vec;
     use core::ops::Range;
 
-    use super::{Arena, List, Queue, RoomIndex, Slab, Storage};
+    use alloc::boxed::Box;
+
+    use super::{Arena, History, List, Queue, RoomIndex, Slab, Storage};
+    use crate::time::Instant;
+
+    /// A growable history: one boxed record per message.
+    #[derive(Debug, Default)]
+    pub struct VecHistory {
+        entries: VecDeque<(u64, Instant, Box<[u8]>)>,
+    }
+
+    impl History for VecHistory {
+        fn capacity(&self) -> usize {
+            usize::MAX
+        }
+        fn push(&mut self, offset: u64, at: Instant, record: &[u8]) -> Result<(), ()> {
+            self.entries.push_back((offset, at, record.into()));
+            Ok(())
+        }
+        fn pop_oldest(&mut self) {
+            self.entries.pop_front();
+            if self.entries.is_empty() {
+                self.entries = VecDeque::new();
+            } else if self.entries.capacity() > 16
+                && self.entries.len() < self.entries.capacity() / 4
+            {
+                self.entries.shrink_to(self.entries.len() * 2);
+            }
+        }
+        fn len(&self) -> usize {
+            self.entries.len()
+        }
+        fn get(&self, i: usize) -> Option<(u64, Instant, &[u8])> {
+            self.entries.get(i).map(|(o, t, r)| (*o, *t, &r[..]))
+        }
+    }
     use crate::protocol::{Codec, EncodeError, ServerFrame};
     use crate::room::RoomName;
 
@@ -298,6 +383,7 @@ mod growable {
         type Queue<T> = VecDeque<T>;
         type Arena = Vec<u8>;
         type Index = BTreeMap<RoomName, u32>;
+        type History = VecHistory;
         const ENCODES_JSON: bool = cfg!(feature = "json");
     }
 
