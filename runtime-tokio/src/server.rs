@@ -19,7 +19,7 @@ use switchboard_core::auth::{NoTokens, RedactedQuery};
 use switchboard_core::hub::{PublishError, Stats};
 use switchboard_core::storage::Growable;
 use switchboard_core::{Authenticator, Codec, Config, Hub, Upgrade, UpgradeCredentials};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -36,6 +36,13 @@ pub const CHAT_PAGE: &str = include_str!("../assets/chat.html");
 /// most of the time (tungstenite's default of 128 KiB would cost that much
 /// per connection).
 const READ_BUFFER: usize = 4 * 1024;
+
+/// Bytes gathered before tungstenite writes to the socket mid-batch.
+const WRITE_BUFFER: usize = 64 * 1024;
+
+/// Accept backlog: bursts of connects (reconnect storms after a deploy) must
+/// not overflow the kernel's accept queue (the default of 128 does).
+const BACKLOG: u32 = 4096;
 
 /// Builds a [`Server`].
 pub struct ServerBuilder<A = NoTokens> {
@@ -148,7 +155,10 @@ where
         let shared = Shared::new(hub);
         shared.set_producers(self.producers);
         let engine: Arc<dyn Engine> = shared.clone();
-        let listener = TcpListener::bind(addr).await?;
+        let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        let listener = socket.listen(BACKLOG)?;
         let addr = listener.local_addr()?;
         let (stop_tx, stop_rx) = watch::channel(false);
         let site = Arc::new(Site {
@@ -158,7 +168,9 @@ where
             chat_page: self.chat_page,
             ws_config: WebSocketConfig::default()
                 .read_buffer_size(READ_BUFFER)
-                .write_buffer_size(0)
+                // Frames are fed in batches and flushed once: let them gather
+                // into one write (the buffer only grows while a batch is written).
+                .write_buffer_size(WRITE_BUFFER)
                 .max_message_size(Some(self.config.max_frame))
                 .max_frame_size(Some(self.config.max_frame)),
         });
