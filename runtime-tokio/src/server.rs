@@ -35,7 +35,7 @@ pub const CHAT_PAGE: &str = include_str!("../assets/chat.html");
 /// Read buffer of each connection: small, because most connections are idle
 /// most of the time (tungstenite's default of 128 KiB would cost that much
 /// per connection).
-const READ_BUFFER: usize = 4 * 1024;
+const READ_BUFFER: usize = 512;
 
 /// Bytes gathered before tungstenite writes to the socket mid-batch.
 const WRITE_BUFFER: usize = 64 * 1024;
