@@ -704,7 +704,15 @@ async fn drive<S>(
                         Some(id) => pending.remove(&id),
                         None => auth_waiter.take(),
                     };
-                    if let Some(w) = waiter { let _ = w.send(reply); }
+                    match (waiter, reply) {
+                        (Some(w), reply) => { let _ = w.send(reply); }
+                        // An error for a request nobody waits for (e.g. a
+                        // rate-limited publish_nowait) is still an event.
+                        (None, Err(ClientError::Server { code, reason })) => {
+                            if events.send(Event::Error { id, code, reason }).await.is_err() { return; }
+                        }
+                        (None, _) => {}
+                    }
                 }
                 if let Some(event) = event
                     && events.send(event).await.is_err() {
