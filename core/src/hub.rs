@@ -1046,11 +1046,9 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                 .rooms
                 .get(key)
                 .is_some_and(|r| r.subscribers.as_slice().is_empty())
-        {
-            if let Ok(r) = self.arena.push(name.as_bytes()) {
+            && let Ok(r) = self.arena.push(name.as_bytes()) {
                 self.push(Record::Occupied { name: r });
             }
-        }
         let Some(room) = self.rooms.get_mut(key) else {
             return;
         };

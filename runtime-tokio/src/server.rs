@@ -155,7 +155,11 @@ where
         let shared = Shared::new(hub);
         shared.set_producers(self.producers);
         let engine: Arc<dyn Engine> = shared.clone();
-        let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
         socket.set_reuseaddr(true)?;
         socket.bind(addr)?;
         let listener = socket.listen(BACKLOG)?;

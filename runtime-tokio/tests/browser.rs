@@ -2,7 +2,8 @@
 //!
 //! Starts the `switchboard` binary and `chromedriver`, opens the page served at
 //! `/` in two headless Chromium sessions and checks that a message typed in one
-//! shows up in the other, both ways.
+//! shows up in the other, both ways; that each page lists who is online; and
+//! that a page whose connection drops recovers the messages it missed.
 //!
 //! Needs `/usr/bin/chromium` and `chromedriver` (Debian: `apt-get install
 //! chromium chromium-driver`). Without them the test is skipped, unless `CI` is
@@ -27,6 +28,11 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 const WAIT: Duration = Duration::from_secs(20);
 /// Bound on the whole scenario, so that a hung WebDriver call cannot hang CI.
 const WHOLE_TEST: Duration = Duration::from_secs(180);
+/// How long page B stays offline after its connection is dropped: long enough
+/// for page A to send the messages that B must then recover.
+const OFFLINE_MS: u64 = 5000;
+/// Messages A sends while B is offline.
+const MISSED: usize = 3;
 const POLL: Duration = Duration::from_millis(100);
 
 #[tokio::test]
@@ -110,6 +116,135 @@ async fn scenario(env: &mut Env, chromedriver: &Path) -> Result<()> {
     // Each also sees its own message (a subscribed publisher receives it too).
     wait_for_message(&a, "A", "alice", "hello from A").await?;
     wait_for_message(&b, "B", "bob", "hi A, B here").await?;
+
+    // Presence: both pages list both members, their own marked "(you)".
+    wait_for_members(&a, "A", 2).await?;
+    wait_for_members(&b, "B", 2).await?;
+    wait_until("page A: #online lists alice (you) and bob", || async {
+        let m = members(&a).await?;
+        Ok(m.iter().any(|t| t.contains("alice") && t.contains("(you)"))
+            && m.iter().any(|t| t.contains("bob") && !t.contains("(you)")))
+    })
+    .await?;
+
+    // B's connection drops; the page stays offline for OFFLINE_MS, then
+    // reconnects by itself.
+    let dropped = b
+        .execute(
+            "return window.__sbDropConnection(arguments[0]);",
+            vec![json!(OFFLINE_MS)],
+        )
+        .await
+        .context("page B: calling window.__sbDropConnection")?;
+    if dropped != Value::Bool(true) {
+        bail!("page B: __sbDropConnection returned {dropped}, expected true (no open socket?)");
+    }
+    wait_until("page B: #status is no longer connected", || async {
+        Ok(status_state(&b).await? != "connected")
+    })
+    .await?;
+    // A sees B leave.
+    wait_for_members(&a, "A", 1).await?;
+
+    // A talks while B is away.
+    let missed: Vec<String> = (1..=MISSED)
+        .map(|i| format!("missed message {i}"))
+        .collect();
+    for text in &missed {
+        set_field(&a, "#text", text)
+            .await
+            .context("page A: typing")?;
+        a.find(Locator::Css("#send"))
+            .await
+            .context("page A: #send")?
+            .click()
+            .await
+            .context("page A: clicking #send")?;
+        wait_for_message(&a, "A", "alice", text).await?;
+    }
+    let state = status_state(&b).await?;
+    if state == "connected" {
+        bail!(
+            "page B reconnected before A had sent its {MISSED} messages \
+             (OFFLINE_MS = {OFFLINE_MS} is too short for this machine)"
+        );
+    }
+
+    // B comes back, recovers exactly the missed messages and says so.
+    wait_until("page B: #status says connected again", || async {
+        Ok(status_state(&b).await? == "connected")
+    })
+    .await?;
+    for text in &missed {
+        wait_for_message(&b, "B", "alice", text).await?;
+    }
+    let want_notice = format!("recovered {MISSED} missed messages");
+    wait_until(
+        &format!("page B: a #messages li.notice saying {want_notice:?}"),
+        || async {
+            let v = b
+                .execute(
+                    "return Array.from(document.querySelectorAll('#messages li.notice'), li => li.textContent);",
+                    vec![],
+                )
+                .await?;
+            let notices: Vec<String> = serde_json::from_value(v)?;
+            Ok(notices.iter().any(|n| n.contains(&want_notice)))
+        },
+    )
+    .await?;
+    // No duplicates: the two first messages and the missed ones, once each.
+    let shown = messages(&b).await.context("page B: reading #messages")?;
+    if shown.len() != 2 + MISSED {
+        bail!(
+            "page B: expected {} messages after recovery, found {}: {shown:?}",
+            2 + MISSED,
+            shown.len()
+        );
+    }
+    let offsets = message_offsets(&b)
+        .await
+        .context("page B: reading offsets")?;
+    let expected: Vec<u64> = (1..=(2 + MISSED as u64)).collect();
+    if offsets != expected {
+        bail!("page B: message offsets {offsets:?}, expected {expected:?}");
+    }
+
+    // Both list both members again (B under its new connection id).
+    wait_for_members(&a, "A", 2).await?;
+    wait_for_members(&b, "B", 2).await?;
+
+    // And live messages flow again after the recovery.
+    set_field(&b, "#text", "back again")
+        .await
+        .context("page B: typing")?;
+    b.find(Locator::Css("#send"))
+        .await
+        .context("page B: #send")?
+        .click()
+        .await
+        .context("page B: clicking #send")?;
+    wait_for_message(&a, "A", "bob", "back again").await?;
+    wait_for_message(&b, "B", "bob", "back again").await?;
+    let shown = messages(&b).await.context("page B: reading #messages")?;
+    if shown.len() != 3 + MISSED {
+        bail!("page B: duplicate or missing messages at the end: {shown:?}");
+    }
+
+    // A freshly loaded page shows the room's history (no recovery to do).
+    a.goto(&page)
+        .await
+        .with_context(|| format!("page A: reloading {page}"))?;
+    wait_until("page A: #status says connected after reload", || async {
+        Ok(status_state(&a).await? == "connected")
+    })
+    .await?;
+    let expected: Vec<u64> = (1..=(3 + MISSED as u64)).collect();
+    wait_until("page A: the whole history after reload", || async {
+        Ok(message_offsets(&a).await? == expected)
+    })
+    .await?;
+    wait_for_members(&a, "A", 2).await?;
     Ok(())
 }
 
@@ -136,6 +271,41 @@ async fn messages(client: &Client) -> Result<Vec<String>> {
         )
         .await?;
     Ok(serde_json::from_value(v)?)
+}
+
+/// The `data-state` of `#status` (`connected`, `connecting`, `waiting`, …).
+async fn status_state(client: &Client) -> Result<String> {
+    let el = client.find(Locator::Css("#status")).await?;
+    Ok(el.attr("data-state").await?.unwrap_or_default())
+}
+
+/// The `data-offset` of every `#messages li.msg`, in order.
+async fn message_offsets(client: &Client) -> Result<Vec<u64>> {
+    let v = client
+        .execute(
+            "return Array.from(document.querySelectorAll('#messages li.msg'), li => Number(li.dataset.offset));",
+            vec![],
+        )
+        .await?;
+    Ok(serde_json::from_value(v)?)
+}
+
+/// The text of every `#online li.member`.
+async fn members(client: &Client) -> Result<Vec<String>> {
+    let v = client
+        .execute(
+            "return Array.from(document.querySelectorAll('#online li.member'), li => li.textContent);",
+            vec![],
+        )
+        .await?;
+    Ok(serde_json::from_value(v)?)
+}
+
+async fn wait_for_members(client: &Client, page: &str, n: usize) -> Result<()> {
+    wait_until(&format!("page {page}: {n} #online li.member"), || async {
+        Ok(members(client).await?.len() == n)
+    })
+    .await
 }
 
 async fn wait_for_message(client: &Client, page: &str, nick: &str, text: &str) -> Result<()> {
@@ -193,8 +363,11 @@ impl Env {
     /// Starts the server on a free port and returns the address it printed.
     fn start_server(&mut self) -> Result<SocketAddr> {
         let log = self.temp_path("server.log")?;
+        let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/chat.toml");
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .args(["--listen", "127.0.0.1:0", "--allow-anonymous"])
+            .arg("--config")
+            .arg(&config)
+            .args(["--listen", "127.0.0.1:0"])
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -333,12 +506,15 @@ impl Env {
                 let list = text_of(client, "#messages")
                     .await
                     .unwrap_or_else(|e| format!("<{e}>"));
+                let online = text_of(client, "#online")
+                    .await
+                    .unwrap_or_else(|e| format!("<{e}>"));
                 let url = client
                     .current_url()
                     .await
                     .map(|u| u.to_string())
                     .unwrap_or_default();
-                format!("url: {url}\n#status: {status}\n#messages:\n{list}")
+                format!("url: {url}\n#status: {status}\n#messages:\n{list}\n#online:\n{online}")
             })
             .await
             .unwrap_or_else(|_| "<page did not answer>".into());
