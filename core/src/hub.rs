@@ -290,7 +290,7 @@ struct Room<S: Storage> {
 pub struct Stats {
     /// Connections in the table.
     pub connections: usize,
-    /// Rooms with at least one subscriber.
+    /// Rooms with state: subscribers or kept history.
     pub rooms: usize,
     /// Messages published since start.
     pub published: u64,
@@ -1046,9 +1046,10 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                 .rooms
                 .get(key)
                 .is_some_and(|r| r.subscribers.as_slice().is_empty())
-            && let Ok(r) = self.arena.push(name.as_bytes()) {
-                self.push(Record::Occupied { name: r });
-            }
+            && let Ok(r) = self.arena.push(name.as_bytes())
+        {
+            self.push(Record::Occupied { name: r });
+        }
         let Some(room) = self.rooms.get_mut(key) else {
             return;
         };
