@@ -3,7 +3,10 @@
 //! fan-out throughput of one publisher to N subscribers. Loopback only,
 //! bounded in time.
 //!
-//! `sb-measure idle URL PID N` · `sb-measure fanout URL PID SUBS MSGS`
+//! `sb-measure idle URL PID N` · `sb-measure fanout URL PID SUBS MSGS` ·
+//! `sb-measure rooms URL PID ROOMS MSGS` (history memory: MSGS messages of
+//! 100 B into each of ROOMS rooms of namespace `bench`; run the server with
+//! `rate_limit = 0` and `[namespaces.bench] history_size = MSGS`)
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -119,7 +122,60 @@ async fn main() -> anyhow::Result<()> {
                 n as f64 / secs
             );
         }
-        _ => anyhow::bail!("mode: idle | fanout"),
+        "rooms" => {
+            let (rooms, msgs): (usize, usize) = (args[4].parse()?, args[5].parse()?);
+            let mut ws = open_many(url, 1).await?.pop().unwrap();
+            let payload = "x".repeat(98);
+            let start = Instant::now();
+            for m in 0..msgs {
+                for r in 0..rooms {
+                    let f =
+                        format!(r#"{{"type":"publish","room":"bench:{r}","data":"{payload}"}}"#);
+                    ws.feed(Message::text(f)).await?;
+                }
+                ws.flush().await?;
+                // Keep the socket drained of errors (none expected).
+                let _ = m;
+            }
+            // Frames of one connection are handled in order: the pong means all were stored.
+            ws.send(Message::text(r#"{"type":"ping","id":424242}"#))
+                .await?;
+            tokio::time::timeout(Duration::from_secs(120), async {
+                while let Some(Ok(m)) = ws.next().await {
+                    if let Message::Text(t) = m {
+                        if t.contains("424242") {
+                            break;
+                        }
+                        if t.contains("error") {
+                            eprintln!("{t}");
+                        }
+                    }
+                }
+            })
+            .await?;
+            ws.send(Message::text(format!(
+                r#"{{"type":"history","room":"bench:{}","limit":1000,"id":7}}"#,
+                rooms - 1
+            )))
+            .await?;
+            let kept = loop {
+                match ws.next().await {
+                    Some(Ok(Message::Text(t))) if t.contains("\"history\"") => {
+                        let v: serde_json::Value = serde_json::from_str(&t)?;
+                        break v["messages"].as_array().map_or(0, |m| m.len());
+                    }
+                    Some(Ok(_)) => {}
+                    _ => anyhow::bail!("no history reply"),
+                }
+            };
+            let after = rss_kib(pid);
+            println!(
+                "{{\"rooms\":{rooms},\"messages_per_room\":{msgs},\"kept_in_last_room\":{kept},\"seconds\":{:.1},\"rss_before_kib\":{before},\"rss_after_kib\":{after},\"bytes_per_message\":{:.0}}}",
+                start.elapsed().as_secs_f64(),
+                (after - before) as f64 * 1024.0 / (rooms * msgs) as f64
+            );
+        }
+        _ => anyhow::bail!("mode: idle | fanout | rooms"),
     }
     Ok(())
 }
