@@ -353,13 +353,20 @@ impl Client {
         self.positions.get(room).map(|(e, o)| (e.as_str(), *o))
     }
 
-    async fn request(
+    /// Sends a frame carrying a fresh request id and waits for its reply.
+    async fn request<'f>(
         &mut self,
-        frame: impl FnOnce(u64) -> ClientFrame<'static>,
+        frame: impl FnOnce(u64) -> ClientFrame<'f>,
     ) -> Result<Reply, ClientError> {
         let id = self.next_id;
         self.next_id += 1;
         let bytes = encode(self.codec, &frame(id))?;
+        self.send_and_wait(bytes, id).await
+    }
+
+    /// Sends `bytes` and waits for the reply to request `id` (0 = the
+    /// `authed` reply to an `auth` frame, which carries no id).
+    async fn send_and_wait(&mut self, bytes: Vec<u8>, id: u64) -> Result<Reply, ClientError> {
         let (tx, rx) = oneshot::channel();
         self.commands
             .send(Command::Send {
@@ -394,14 +401,12 @@ impl Client {
         presence: bool,
         recover: Option<(&str, u64)>,
     ) -> Result<Subscribed, ClientError> {
-        let room_s = room.to_owned();
-        let recover = recover.map(|(e, o)| (e.to_owned(), o));
         let reply = self
             .request(move |id| ClientFrame::Subscribe {
-                room: Text::Owned(room_s),
+                room: Text::Borrowed(room),
                 id: Some(id),
                 recover: recover.map(|(e, o)| Recover {
-                    epoch: Text::Owned(e),
+                    epoch: Text::Borrowed(e),
                     offset: o,
                 }),
                 presence: presence.then_some(true),
@@ -426,9 +431,8 @@ impl Client {
 
     /// Unsubscribes from `room`.
     pub async fn unsubscribe(&mut self, room: &str) -> Result<(), ClientError> {
-        let room_s = room.to_owned();
         self.request(move |id| ClientFrame::Unsubscribe {
-            room: Text::Owned(room_s),
+            room: Text::Borrowed(room),
             id: Some(id),
         })
         .await?;
@@ -437,11 +441,10 @@ impl Client {
 
     /// Publishes `data` and waits for its `ack`; returns the offset.
     pub async fn publish(&mut self, room: &str, data: &[u8]) -> Result<u64, ClientError> {
-        let (room_s, data) = (room.to_owned(), data.to_vec());
         match self
             .request(move |id| ClientFrame::Publish {
-                room: Text::Owned(room_s),
-                data: Data::Owned(data),
+                room: Text::Borrowed(room),
+                data: Data::Borrowed(data),
                 id: Some(id),
             })
             .await?
@@ -473,10 +476,9 @@ impl Client {
 
     /// Lists the members of `room` (presence).
     pub async fn presence(&mut self, room: &str) -> Result<Vec<PresenceMember>, ClientError> {
-        let room_s = room.to_owned();
         match self
             .request(move |id| ClientFrame::Presence {
-                room: Text::Owned(room_s),
+                room: Text::Borrowed(room),
                 id: Some(id),
             })
             .await?
@@ -493,10 +495,9 @@ impl Client {
         since: Option<u64>,
         limit: Option<u64>,
     ) -> Result<(String, u64, Vec<ReceivedMessage>), ClientError> {
-        let room_s = room.to_owned();
         match self
             .request(move |id| ClientFrame::History {
-                room: Text::Owned(room_s),
+                room: Text::Borrowed(room),
                 id: Some(id),
                 since,
                 limit,
@@ -531,27 +532,9 @@ impl Client {
                 token: Text::Borrowed(token),
             },
         )?;
-        let (tx, rx) = oneshot::channel();
-        self.commands
-            .send(Command::Send {
-                bytes,
-                id: Some(0),
-                reply: Some(tx),
-            })
-            .await
-            .map_err(|_| ClientError::Closed {
-                code: None,
-                reason: "client task ended".into(),
-            })?;
-        match tokio::time::timeout(self.timeout, rx).await {
-            Err(_) => Err(ClientError::Timeout),
-            Ok(Err(_)) => Err(ClientError::Closed {
-                code: None,
-                reason: "connection ended".into(),
-            }),
-            Ok(Ok(Ok(Reply::Authed(user)))) => Ok(user),
-            Ok(Ok(Ok(_))) => Err(ClientError::Protocol("unexpected reply to auth".into())),
-            Ok(Ok(Err(e))) => Err(e),
+        match self.send_and_wait(bytes, 0).await? {
+            Reply::Authed(user) => Ok(user),
+            _ => Err(ClientError::Protocol("unexpected reply to auth".into())),
         }
     }
 

@@ -235,3 +235,33 @@ pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// Connects with `query` (e.g. `token=…`) as the whole query string;
+/// panics if the upgrade is refused.
+pub async fn connect_query(url: &str, query: &str) -> Ws {
+    raw_connect(
+        url,
+        Raw {
+            query: Some(query),
+            ..Raw::default()
+        },
+    )
+    .await
+    .unwrap_or_else(|status| panic!("upgrade refused with HTTP {status}"))
+}
+
+/// Generates, for a [`Harness`], one `#[tokio::test]` per generic test
+/// function of the calling module's parent, each bounded by 60 s.
+#[macro_export]
+macro_rules! suite {
+    ($harness:ty: $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                tokio::time::timeout(std::time::Duration::from_secs(60), super::$name::<$harness>())
+                    .await
+                    .expect("test timed out");
+            }
+        )*
+    };
+}

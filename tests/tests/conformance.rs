@@ -46,15 +46,7 @@ async fn bad_tokens_close_4001<H: Harness>() {
     for bad in ["garbage", expired.as_str(), wrong_sig.as_str()] {
         // In the query…
         let q = format!("token={bad}");
-        let mut ws = raw_connect(
-            &url,
-            Raw {
-                query: Some(&q),
-                ..Raw::default()
-            },
-        )
-        .await
-        .unwrap();
+        let mut ws = connect_query(&url, &q).await;
         assert_eq!(close_code(&mut ws).await, Some(4001), "query token {bad}");
         // …in the cookie…
         let c = format!("sb_token={bad}");
@@ -179,15 +171,7 @@ async fn origin_and_capacity_refusals<H: Harness>() {
     .await
     .unwrap();
     welcome(&mut a).await;
-    let mut b = raw_connect(
-        &url,
-        Raw {
-            query: Some(&t),
-            ..Raw::default()
-        },
-    )
-    .await
-    .unwrap();
+    let mut b = connect_query(&url, &t).await;
     welcome(&mut b).await;
     assert_eq!(
         raw_connect(
@@ -227,15 +211,7 @@ async fn frame_errors<H: Harness>() {
     .await;
     let url = hub.ws_url();
     let t = format!("token={}", user_token("a"));
-    let mut ws = raw_connect(
-        &url,
-        Raw {
-            query: Some(&t),
-            ..Raw::default()
-        },
-    )
-    .await
-    .unwrap();
+    let mut ws = connect_query(&url, &t).await;
     welcome(&mut ws).await;
     // Malformed JSON and unknown types: error 4000, connection stays.
     send_text(&mut ws, "{not json").await;
@@ -290,15 +266,7 @@ async fn frame_errors<H: Harness>() {
     send_text(&mut ws, "{}").await;
     assert_eq!(close_code(&mut ws).await, Some(1003));
     // Oversized frame: 1009.
-    let mut ws = raw_connect(
-        &url,
-        Raw {
-            query: Some(&t),
-            ..Raw::default()
-        },
-    )
-    .await
-    .unwrap();
+    let mut ws = connect_query(&url, &t).await;
     welcome(&mut ws).await;
     let big = json!({"type": "publish", "room": "r", "data": "x".repeat(4000)}).to_string();
     send_text(&mut ws, &big).await;
@@ -389,15 +357,7 @@ async fn rate_limit_4008<H: Harness>() {
     };
     let hub = H::start(cfg, &[]).await;
     let t = format!("token={}", user_token("a"));
-    let mut ws = raw_connect(
-        &hub.ws_url(),
-        Raw {
-            query: Some(&t),
-            ..Raw::default()
-        },
-    )
-    .await
-    .unwrap();
+    let mut ws = connect_query(&hub.ws_url(), &t).await;
     welcome(&mut ws).await;
     let flood = async {
         for i in 0..2000u64 {
@@ -447,15 +407,7 @@ async fn slow_consumer_4009_does_not_stall_others<H: Harness>() {
     let url = hub.ws_url();
     let t = format!("token={}", user_token("slow"));
     // The slow one subscribes, then never reads again.
-    let mut slow = raw_connect(
-        &url,
-        Raw {
-            query: Some(&t),
-            ..Raw::default()
-        },
-    )
-    .await
-    .unwrap();
+    let mut slow = connect_query(&url, &t).await;
     welcome(&mut slow).await;
     send_json(
         &mut slow,
@@ -508,15 +460,7 @@ async fn vanished_client_is_reaped<H: Harness>() {
     };
     let hub = H::start(cfg, &[]).await;
     let t = format!("token={}", user_token("ghost"));
-    let mut ghost = raw_connect(
-        &hub.ws_url(),
-        Raw {
-            query: Some(&t),
-            ..Raw::default()
-        },
-    )
-    .await
-    .unwrap();
+    let mut ghost = connect_query(&hub.ws_url(), &t).await;
     welcome(&mut ghost).await;
     send_json(
         &mut ghost,
@@ -655,15 +599,7 @@ async fn json_and_postcard_share_a_room<H: Harness>() {
     }
     // And the raw JSON wire form of the binary payload is data_b64.
     let t = format!("token={}", user_token("raw"));
-    let mut raw = raw_connect(
-        &hub.ws_url(),
-        Raw {
-            query: Some(&t),
-            ..Raw::default()
-        },
-    )
-    .await
-    .unwrap();
+    let mut raw = connect_query(&hub.ws_url(), &t).await;
     welcome(&mut raw).await;
     send_json(
         &mut raw,
@@ -714,22 +650,9 @@ async fn anonymous_then_auth<H: Harness>() {
     c.ping().await.unwrap();
 }
 
-macro_rules! conformance {
-    ($harness:ty: $($name:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                tokio::time::timeout(Duration::from_secs(60), super::$name::<$harness>())
-                    .await
-                    .expect("test timed out");
-            }
-        )*
-    };
-}
-
 mod tokio_runtime {
     use super::*;
-    conformance!(Tokio:
+    switchboard_tests::suite!(Tokio:
         auth_timeout_closes_4002,
         bad_tokens_close_4001,
         three_ways_to_authenticate,

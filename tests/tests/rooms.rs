@@ -4,7 +4,6 @@
 //! a watcher (including connections that vanish without a close), and the
 //! `history` command. Run against every runtime via [`Harness`].
 
-use std::time::Duration;
 
 use serde_json::json;
 use switchboard_core::protocol::Codec;
@@ -394,15 +393,7 @@ async fn join_and_leave_seen_by_a_watcher<H: Harness>() {
     joins_then_leaves(&mut w, room, &yc, "yvonne", async move { drop(y) }).await;
     // A raw socket dropped without a close handshake.
     let q = format!("token={}", user_token("zoe"));
-    let mut z = raw_connect(
-        &url,
-        Raw {
-            query: Some(&q),
-            ..Raw::default()
-        },
-    )
-    .await
-    .unwrap();
+    let mut z = connect_query(&url, &q).await;
     let welcome = next_json(&mut z).await;
     assert_eq!(welcome["type"], "welcome");
     let zc = welcome["client"].as_str().expect("client").to_owned();
@@ -468,22 +459,9 @@ async fn history_command_with_since_and_limit<H: Harness>() {
     }
 }
 
-macro_rules! rooms {
-    ($harness:ty: $($name:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                tokio::time::timeout(Duration::from_secs(60), super::$name::<$harness>())
-                    .await
-                    .expect("test timed out");
-            }
-        )*
-    };
-}
-
 mod tokio_runtime {
     use super::*;
-    rooms!(Tokio:
+    switchboard_tests::suite!(Tokio:
         recover_after_reconnect_replays_the_missed_messages,
         recover_while_publishes_race_the_subscribe,
         recover_after_trim_is_false,
