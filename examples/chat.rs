@@ -27,8 +27,8 @@
 //! curl http://127.0.0.1:8080/healthz
 //! ```
 
-use std::io::Write as _;
-use std::net::SocketAddr;
+mod common;
+
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -42,21 +42,7 @@ const LOBBY: &str = "chat:lobby";
 async fn main() -> anyhow::Result<()> {
     // Logs go to stderr (filter with RUST_LOG, e.g. `RUST_LOG=debug`), so that
     // stdout carries only the "listening on" line.
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-
-    // Listen address: the first command-line argument, or 127.0.0.1:8080.
-    // Pass `127.0.0.1:0` to let the OS pick a free port.
-    let addr: SocketAddr = std::env::args()
-        .nth(1)
-        .as_deref()
-        .unwrap_or("127.0.0.1:8080")
-        .parse()
-        .context("the first argument must be a socket address such as 127.0.0.1:8080")?;
+    let addr = common::setup()?;
 
     // Hub settings. The defaults are those of PROTOCOL.md; an example turns on
     // anonymous access so that the page works without a token.
@@ -84,10 +70,7 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {addr}"))?;
 
     // The same line as the `switchboard` binary prints, for scripts to read.
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "listening on {}", server.ws_url())?;
-    stdout.flush()?;
-    drop(stdout);
+    server.announce()?;
     tracing::info!("chat page at http://{}/", server.local_addr());
 
     // Server-side publishing: a `HubHandle` is cheap to clone and can be moved

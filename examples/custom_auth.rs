@@ -43,9 +43,9 @@
 //! A subscribe or publish outside the grants gets `error 4003` and the
 //! connection stays open.
 
+mod common;
+
 use std::collections::HashMap;
-use std::io::Write as _;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -210,21 +210,7 @@ fn demo_keys() -> ApiKeys {
 async fn main() -> anyhow::Result<()> {
     // Logs to stderr (RUST_LOG=debug for more). The hub never logs tokens;
     // a query string shows up as `token=[redacted]`.
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-
-    // Listen address: first argument, or 127.0.0.1:8080 (`127.0.0.1:0` = any
-    // free port).
-    let addr: SocketAddr = std::env::args()
-        .nth(1)
-        .as_deref()
-        .unwrap_or("127.0.0.1:8080")
-        .parse()
-        .context("the first argument must be a socket address such as 127.0.0.1:8080")?;
+    let addr = common::setup()?;
 
     // Every connection must present a key (`allow_anonymous` is false by
     // default; spelled out here for the reader).
@@ -255,10 +241,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
 
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "listening on {}", server.ws_url())?;
-    stdout.flush()?;
-    drop(stdout);
+    server.announce()?;
     tracing::info!(
         "connect with {}?token=KEY, a `sb_token` cookie, or a first frame {{\"type\":\"auth\",\"token\":\"KEY\"}}",
         server.ws_url()

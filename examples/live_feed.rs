@@ -43,9 +43,9 @@
 //! the task's future at its next `.await`, so cleanup belongs in `Drop` (see
 //! [`StopGuard`]) rather than in code after the loop, which never runs.
 
+mod common;
+
 use std::hash::{BuildHasher as _, Hasher as _};
-use std::io::Write as _;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -56,21 +56,7 @@ use tokio::time::MissedTickBehavior;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // Logs to stderr (RUST_LOG=debug for more); stdout gets the listening line.
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-
-    // Listen address: first argument, or 127.0.0.1:8080 (`127.0.0.1:0` = any
-    // free port).
-    let addr: SocketAddr = std::env::args()
-        .nth(1)
-        .as_deref()
-        .unwrap_or("127.0.0.1:8080")
-        .parse()
-        .context("the first argument must be a socket address such as 127.0.0.1:8080")?;
+    let addr = common::setup()?;
 
     let mut config = Config {
         allow_anonymous: true,
@@ -97,10 +83,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
 
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "listening on {}", server.ws_url())?;
-    stdout.flush()?;
-    drop(stdout);
+    server.announce()?;
     tracing::info!("subscribe to ticker:SYMBOL for a live price feed");
 
     // Ctrl-C / SIGTERM: close every connection (1001), wait up to 10 s. The

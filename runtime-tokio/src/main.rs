@@ -1,7 +1,5 @@
 //! The `switchboard` binary: the hub with its example chat page.
 
-use std::io::Write as _;
-
 use anyhow::Context as _;
 use clap::Parser as _;
 use switchboard_core::auth::JwtAuthenticator;
@@ -10,12 +8,7 @@ use switchboard_tokio::settings::{Cli, Settings};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    switchboard_tokio::init_logging();
     let settings = Settings::load(Cli::parse())?;
     if let Some(url) = &settings.redis {
         anyhow::bail!(
@@ -49,15 +42,7 @@ async fn main() -> anyhow::Result<()> {
             builder.bind(settings.listen).await?
         }
     };
-    let mut stdout = std::io::stdout().lock();
-    writeln!(
-        stdout,
-        "listening on ws://{}{}",
-        server.local_addr(),
-        settings.ws_path
-    )?;
-    stdout.flush()?;
-    drop(stdout);
+    server.announce()?;
     tracing::info!(addr = %server.local_addr(), "chat page at http://{}/", server.local_addr());
     server.run_until_signal(settings.shutdown_grace).await?;
     Ok(())

@@ -165,6 +165,7 @@ where
         let listener = socket.listen(BACKLOG)?;
         let addr = listener.local_addr()?;
         let (stop_tx, stop_rx) = watch::channel(false);
+        let ws_path = self.ws_path.clone();
         let site = Arc::new(Site {
             engine: engine.clone(),
             ws_path: self.ws_path,
@@ -181,6 +182,7 @@ where
         let timer = tokio::spawn(shared.timer_loop());
         let accept = tokio::spawn(accept_loop(listener, site, stop_rx));
         Ok(Server {
+            ws_path,
             addr,
             engine,
             stop: stop_tx,
@@ -205,6 +207,7 @@ pub enum ServerError {
 #[derive(Debug)]
 pub struct Server {
     addr: SocketAddr,
+    ws_path: String,
     engine: Arc<dyn Engine>,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -242,7 +245,16 @@ impl Server {
 
     /// The WebSocket URL of the hub.
     pub fn ws_url(&self) -> String {
-        format!("ws://{}/ws", self.addr)
+        format!("ws://{}{}", self.addr, self.ws_path)
+    }
+
+    /// Prints the one line PROTOCOL.md §10 promises on stdout,
+    /// `listening on ws://ADDR/PATH`, with the real port, and flushes it.
+    pub fn announce(&self) -> std::io::Result<()> {
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "listening on {}", self.ws_url())?;
+        stdout.flush()
     }
 
     /// A handle for server-side publishes.

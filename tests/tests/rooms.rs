@@ -4,7 +4,6 @@
 //! a watcher (including connections that vanish without a close), and the
 //! `history` command. Run against every runtime via [`Harness`].
 
-
 use serde_json::json;
 use switchboard_core::protocol::Codec;
 use switchboard_core::{Config, NamespaceConfig};
