@@ -93,6 +93,27 @@ pub struct Config {
     pub max_connections: usize,
     /// Most rooms one connection may be subscribed to (`error 4006`).
     pub max_rooms_per_connection: usize,
+    /// Most rooms the hub holds state for (subscribers or kept history); one
+    /// more is refused with `error 4006` (PROTOCOL.md §9 "Limits on state").
+    pub max_rooms: usize,
+    /// Budget of kept history over every room, in bytes: past it the oldest
+    /// messages of the whole hub are dropped first.
+    pub max_history_bytes: usize,
+    /// A `history` reply stops before it would pass this many bytes (at
+    /// least one message); a recovery larger than this answers
+    /// `recovered: false`.
+    pub max_reply_bytes: usize,
+    /// A recovery that would replay more messages than this answers
+    /// `recovered: false`.
+    pub max_recover: usize,
+    /// Most frames one WebSocket message may be fragmented into (1009 above).
+    pub max_fragments: usize,
+    /// Upgrades whose HTTP request has not finished within this time are
+    /// dropped (slowloris guard; the runtime enforces it).
+    pub handshake_timeout: Duration,
+    /// Most connections waiting for their `auth` frame at once; an upgrade
+    /// that would wait too is refused with HTTP 503.
+    pub max_pending_auth: usize,
     /// Leeway on token expiry, in seconds.
     pub token_leeway_secs: u64,
     /// Timers closer together than this are served by one wake-up.
@@ -119,6 +140,13 @@ impl Default for Config {
             allow_anonymous: false,
             max_connections: 100_000,
             max_rooms_per_connection: 128,
+            max_rooms: 100_000,
+            max_history_bytes: 256 * 1024 * 1024,
+            max_reply_bytes: 512 * 1024,
+            max_recover: 1_000,
+            max_fragments: 128,
+            handshake_timeout: Duration::from_secs(10),
+            max_pending_auth: 1_000,
             token_leeway_secs: 0,
             timer_granularity: Duration::from_millis(50),
             default_namespace: NamespaceConfig::default(),
@@ -151,6 +179,24 @@ impl Config {
         }
         if self.max_rooms_per_connection == 0 {
             return bad("max_rooms_per_connection", "must be positive");
+        }
+        if self.max_rooms == 0 {
+            return bad("max_rooms", "must be positive");
+        }
+        if self.max_reply_bytes < self.max_frame {
+            return bad(
+                "max_reply_bytes",
+                "must be at least max_frame (a reply carries at least one message)",
+            );
+        }
+        if self.max_fragments == 0 {
+            return bad("max_fragments", "must be positive");
+        }
+        if self.handshake_timeout == Duration::ZERO {
+            return bad("handshake_timeout_secs", "must be positive");
+        }
+        if self.max_pending_auth == 0 {
+            return bad("max_pending_auth", "must be positive");
         }
         for (name, _) in &self.namespaces {
             if name.is_empty() || !name.bytes().all(crate::room::is_name_byte) || name.contains(':')

@@ -18,9 +18,13 @@ use crate::room::{self, RoomName};
 use crate::session::{Phase, RateLimiter, RateVerdict, TimerVerdict, Timers};
 use crate::storage::{Arena, History as _, List, Queue, RoomIndex, Slab, Storage};
 use crate::time::Instant;
+use crate::ws;
 
 #[cfg(feature = "alloc")]
 use alloc::vec::Vec;
+
+#[doc(hidden)]
+pub mod invariants;
 
 /// A connection handle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -36,8 +40,8 @@ pub type Epoch = heapless::String<16>;
 pub struct Upgrade<'a> {
     /// The negotiated codec.
     pub codec: Codec,
-    /// The `Origin` header, if any.
-    pub origin: Option<&'a str>,
+    /// The `Origin` header as sent, if any (not necessarily ASCII).
+    pub origin: Option<&'a [u8]>,
     /// Credentials from the query string or cookie.
     pub credentials: UpgradeCredentials<'a>,
 }
@@ -87,6 +91,10 @@ pub enum PublishError {
     TooLarge,
     /// Output storage is full (fixed-capacity hubs only).
     Full,
+    /// The publish would keep history in one room more than `max_rooms` (4006).
+    RoomLimit,
+    /// `data` is JSON nested deeper than [`crate::protocol::MAX_JSON_DEPTH`] (4000).
+    TooDeep,
 }
 
 impl PublishError {
@@ -94,8 +102,9 @@ impl PublishError {
     pub fn code(self) -> u16 {
         match self {
             PublishError::BadRoom => 4005,
-            PublishError::TooLarge => 4000,
+            PublishError::TooLarge | PublishError::TooDeep => 4000,
             PublishError::Full => 4013,
+            PublishError::RoomLimit => 4006,
         }
     }
 }
@@ -106,6 +115,8 @@ impl fmt::Display for PublishError {
             PublishError::BadRoom => "bad room name",
             PublishError::TooLarge => "payload too large",
             PublishError::Full => "hub output storage full",
+            PublishError::RoomLimit => "room limit reached",
+            PublishError::TooDeep => "data nested too deeply",
         })
     }
 }
@@ -203,6 +214,14 @@ pub enum Output<'a> {
         /// The connection.
         conn: ConnId,
     },
+    /// Queue a WebSocket Pong carrying `payload` on `conn`, in the same
+    /// bounded queue as its other frames (a reply: see [`admits`]).
+    Pong {
+        /// The connection.
+        conn: ConnId,
+        /// The Ping's payload, echoed.
+        payload: &'a [u8],
+    },
     /// Flush what is queued for `conn` (best-effort, short deadline), send a
     /// Close frame with `code`, drop the socket, then call
     /// [`Hub::handle_close`]. Nothing more will be sent to `conn`.
@@ -247,6 +266,10 @@ enum Record {
     },
     Ping {
         conn: ConnId,
+    },
+    Pong {
+        conn: ConnId,
+        bytes: Range<usize>,
     },
     Occupied {
         name: Range<usize>,
@@ -294,6 +317,44 @@ pub struct Stats {
     pub rooms: usize,
     /// Messages published since start.
     pub published: u64,
+    /// Connections still waiting for their `auth` frame.
+    pub pending_auth: usize,
+    /// Accepted sockets that are not (yet) WebSocket connections.
+    pub http_sockets: usize,
+    /// Bytes of kept history, over every room (bounded by `max_history_bytes`).
+    pub history_bytes: usize,
+    /// Messages kept in history, over every room.
+    pub history_messages: usize,
+    /// Messages dropped from history to stay within `max_history_bytes`.
+    pub history_evicted: u64,
+}
+
+/// Extra accepted sockets allowed past `max_connections` for plain HTTP
+/// requests (`/healthz`, `/metrics`): upgrades on them are refused with 503.
+pub const HTTP_RESERVE: usize = 64;
+
+/// Bytes of bookkeeping counted per kept message on top of its record.
+const HISTORY_OVERHEAD: usize = 48;
+
+/// The admission rule of a connection's outbound queue (`max_queue_bytes`):
+/// a broadcast is admitted while the queue stays within the bound; a
+/// transmit (a reply to the connection's own request: welcome, replies,
+/// errors, pongs) is admitted while the queue is within the bound before it,
+/// so that a reply is never by itself the cause of a 4009 (PROTOCOL.md §9).
+/// A frame that is not admitted is reported with [`Hub::handle_overflow`].
+pub fn admits(queued: usize, len: usize, max_queue_bytes: usize, reply: bool) -> bool {
+    if reply {
+        queued <= max_queue_bytes
+    } else {
+        queued.saturating_add(len) <= max_queue_bytes
+    }
+}
+
+/// One message in the hub-wide order of kept history (oldest first).
+#[derive(Debug, Clone, Copy)]
+struct Kept {
+    room: u32,
+    offset: u64,
 }
 
 /// The hub state machine. `A` checks tokens; `S` picks the table storage
@@ -315,6 +376,15 @@ pub struct Hub<A: Authenticator, S: Storage> {
     next_sweep: Instant,
     next_room_sweep: Instant,
     published: u64,
+    pending_auth: usize,
+    http_sockets: usize,
+    history_bytes: usize,
+    history_messages: usize,
+    history_evicted: u64,
+    /// Kept messages in the order they were kept; entries of messages
+    /// already gone are skipped (and compacted away).
+    kept: S::Queue<Kept>,
+    kept_len: usize,
 }
 
 fn splitmix(state: &mut u64) -> u64 {
@@ -350,6 +420,13 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             next_sweep: Instant::NEVER,
             next_room_sweep: Instant::NEVER,
             published: 0,
+            pending_auth: 0,
+            http_sockets: 0,
+            history_bytes: 0,
+            history_messages: 0,
+            history_evicted: 0,
+            kept: Default::default(),
+            kept_len: 0,
         })
     }
 
@@ -380,35 +457,71 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             connections: self.conns.len(),
             rooms: self.rooms.len(),
             published: self.published,
+            pending_auth: self.pending_auth,
+            http_sockets: self.http_sockets,
+            history_bytes: self.history_bytes,
+            history_messages: self.history_messages,
+            history_evicted: self.history_evicted,
         }
     }
 
     /// Would an upgrade with this `Origin` be accepted?
-    pub fn origin_allowed(&self, origin: Option<&str>) -> bool {
+    /// An `Origin` that is not ASCII never matches an allow-list
+    /// (PROTOCOL.md §9).
+    pub fn origin_allowed(&self, origin: Option<&[u8]>) -> bool {
         match origin {
             None => true,
             Some(_) if self.origins.is_empty() => true,
-            Some(o) => self
-                .origins
-                .iter()
-                .any(|a| a.as_str() == o.trim_end_matches('/')),
+            Some(o) => {
+                let Some(o) = core::str::from_utf8(o).ok().filter(|o| o.is_ascii()) else {
+                    return false;
+                };
+                self.origins
+                    .iter()
+                    .any(|a| a.as_str() == o.trim_end_matches('/'))
+            }
         }
     }
 
     /// Checks an upgrade request before it is accepted (origin, capacity,
-    /// codec). [`Hub::handle_open`] checks the same; this lets a runtime
-    /// refuse with the right HTTP status before doing the upgrade.
-    pub fn check_upgrade(&self, codec: Codec, origin: Option<&str>) -> Result<(), Refusal> {
-        if !self.origin_allowed(origin) {
+    /// pending authentications, codec). [`Hub::handle_open`] checks the same;
+    /// this lets a runtime refuse with the right HTTP status before doing the
+    /// upgrade. Accepted sockets ([`Hub::handle_accept`]) count toward
+    /// `max_connections`, the one asking included.
+    pub fn check_upgrade(&self, upgrade: &Upgrade<'_>) -> Result<(), Refusal> {
+        if !self.origin_allowed(upgrade.origin) {
             return Err(Refusal::Origin);
         }
-        if self.conns.len() >= self.config.max_connections {
+        let others = self.http_sockets.saturating_sub(1);
+        if self.conns.len() + others >= self.config.max_connections {
             return Err(Refusal::Capacity);
         }
-        if codec == Codec::Json && !S::ENCODES_JSON {
+        let will_wait = upgrade.credentials.token().is_none() && !self.config.allow_anonymous;
+        if will_wait && self.pending_auth >= self.config.max_pending_auth {
+            return Err(Refusal::Capacity);
+        }
+        if upgrade.codec == Codec::Json && !S::ENCODES_JSON {
             return Err(Refusal::Codec);
         }
         Ok(())
+    }
+
+    /// A TCP connection was accepted. It counts toward `max_connections`
+    /// until [`Hub::handle_http_end`]; past `max_connections` +
+    /// [`HTTP_RESERVE`] it is refused (answer 503 and close it at once).
+    pub fn handle_accept(&mut self) -> Result<(), Refusal> {
+        let limit = self.config.max_connections.saturating_add(HTTP_RESERVE);
+        if self.conns.len() + self.http_sockets >= limit {
+            return Err(Refusal::Capacity);
+        }
+        self.http_sockets += 1;
+        Ok(())
+    }
+
+    /// The HTTP side of an accepted socket is over: it was upgraded (the
+    /// connection now counts through [`Hub::handle_open`]), or it closed.
+    pub fn handle_http_end(&mut self) {
+        self.http_sockets = self.http_sockets.saturating_sub(1);
     }
 
     // ------------------------------------------------------------ inputs
@@ -417,7 +530,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
     /// in the upgrade are checked now; the outputs say what follows
     /// (`welcome`, or a close with 4001).
     pub fn handle_open(&mut self, now: Instant, upgrade: Upgrade<'_>) -> Result<ConnId, Refusal> {
-        self.check_upgrade(upgrade.codec, upgrade.origin)?;
+        self.check_upgrade(&upgrade)?;
         let mut client = ClientId::new();
         let _ = write!(client, "{}-{:x}", self.node, self.next_client);
         self.next_client += 1;
@@ -434,6 +547,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             end: End::None,
         };
         let id = ConnId(self.conns.insert(conn).map_err(|_| Refusal::Capacity)?);
+        self.pending_auth += 1;
         if let Some(token) = upgrade.credentials.token() {
             match self.authenticate(token, now) {
                 Ok(identity) => self.open(id, Some(identity)),
@@ -512,6 +626,41 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         }
     }
 
+    /// What the connection's [`ws::Reader`] produced: every frame is metered
+    /// for the rate limit (PROTOCOL.md §9 "Everything a client sends is
+    /// metered"), Pings are answered through the outbound queue
+    /// ([`Output::Pong`]), a Close frame is echoed, a violation closes with
+    /// its code (1002, 1007, 1009).
+    pub fn handle_ws(&mut self, now: Instant, id: ConnId, event: Result<ws::Event<'_>, ws::Violation>) {
+        let event = match event {
+            Ok(ws::Event::Message { kind, data }) => return self.handle_frame(now, id, kind, data),
+            Ok(event) => event,
+            Err(v) => return self.end(id, End::Close(v.code, v.reason)),
+        };
+        let config = &self.config;
+        let Some(conn) = self.conns.get_mut(id.0) else {
+            return;
+        };
+        if conn.phase == Phase::Ending {
+            return;
+        }
+        conn.timers.last_rx = now;
+        if let ws::Event::Close { code } = event {
+            return self.end(id, End::Close(code.unwrap_or(1000), "closing handshake"));
+        }
+        match conn.rate.check(now, config) {
+            RateVerdict::Pass => {}
+            // Over the limit: the frame is dropped (a Ping goes unanswered).
+            RateVerdict::Drop => return,
+            RateVerdict::Close => return self.end(id, End::Close(4008, "rate limit exceeded")),
+        }
+        if let ws::Event::Ping(payload) = event
+            && let Ok(bytes) = self.arena.push(payload)
+        {
+            self.push(Record::Pong { conn: id, bytes });
+        }
+    }
+
     /// A message larger than `max_frame` arrived on `conn` (the runtime's
     /// WebSocket layer refused it before reassembly finished).
     pub fn handle_oversize(&mut self, _now: Instant, id: ConnId) {
@@ -537,6 +686,9 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         };
         if matches!(conn.end, End::Close(..) | End::Drop) {
             self.pending_ends -= 1;
+        }
+        if matches!(conn.phase, Phase::AwaitingAuth { .. }) {
+            self.pending_auth -= 1;
         }
         self.leave_all(id);
         self.conns.remove(id.0);
@@ -594,6 +746,9 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         if data.len() > self.config.max_frame {
             return Err(PublishError::TooLarge);
         }
+        if crate::protocol::json_too_deep(data) {
+            return Err(PublishError::TooDeep);
+        }
         self.broadcast_message(now, room, None, data)
     }
 
@@ -635,6 +790,10 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                     bytes: &bytes[r],
                 },
                 Record::Ping { conn } => Output::Ping { conn },
+                Record::Pong { conn, bytes: r } => Output::Pong {
+                    conn,
+                    payload: &bytes[r],
+                },
                 Record::Occupied { name } => Output::RoomOccupied {
                     room: str_at(bytes, name),
                 },
@@ -725,11 +884,23 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
 
     fn authenticate(&self, token: &str, now: Instant) -> Result<A::Identity, AuthError> {
         let identity = self.auth.authenticate(token, now)?;
-        if let Some(exp) = identity.expires_at() {
-            let leeway = crate::time::Duration::from_secs(self.config.token_leeway_secs);
-            if now >= exp + leeway {
-                return Err(AuthError::Rejected);
-            }
+        let leeway = crate::time::Duration::from_secs(self.config.token_leeway_secs);
+        if let Some(exp) = identity.expires_at()
+            && now >= exp + leeway
+        {
+            return Err(AuthError::Rejected);
+        }
+        if let Some(nbf) = identity.not_before()
+            && now + leeway < nbf
+        {
+            return Err(AuthError::Rejected);
+        }
+        // PROTOCOL.md §9: `sub` is 1–128 bytes, never truncated.
+        if identity
+            .user()
+            .is_some_and(|u| u.is_empty() || u.len() > crate::protocol::MAX_USER_LEN)
+        {
+            return Err(AuthError::Rejected);
         }
         Ok(identity)
     }
@@ -745,8 +916,15 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             .and_then(|i| i.expires_at())
             .map(|e| e + leeway);
         conn.identity = identity;
+        let was_waiting = matches!(conn.phase, Phase::AwaitingAuth { .. });
         conn.phase = Phase::Open;
         let codec = conn.codec;
+        if was_waiting {
+            self.pending_auth -= 1;
+        }
+        let Some(conn) = self.conns.get(id.0) else {
+            return;
+        };
         let frame = ServerFrame::Welcome {
             client: Text::Borrowed(&conn.client),
             user: conn
@@ -778,7 +956,9 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
 
     fn push(&mut self, record: Record) {
         let conn = match &record {
-            Record::Unicast { conn, .. } | Record::Ping { conn } => Some(*conn),
+            Record::Unicast { conn, .. } | Record::Ping { conn } | Record::Pong { conn, .. } => {
+                Some(*conn)
+            }
             _ => None,
         };
         if self.records.push_back(record).is_err()
@@ -820,6 +1000,9 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             return;
         }
         conn.end = how;
+        if matches!(conn.phase, Phase::AwaitingAuth { .. }) {
+            self.pending_auth -= 1;
+        }
         conn.phase = Phase::Ending;
         self.pending_ends += 1;
         self.leave_all(id);
@@ -919,6 +1102,10 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                 if let Some(err) = self.check_room(id, &room, Grant::Publish) {
                     return self.reply_error(id, req, err.0, err.1);
                 }
+                if crate::protocol::json_too_deep(&data) {
+                    let e = PublishError::TooDeep;
+                    return self.reply_error(id, req, e.code(), "data nested deeper than 128 levels");
+                }
                 let codec = self.conns.get(id.0).map(|c| c.codec);
                 let result = match codec {
                     #[cfg(feature = "json")]
@@ -940,7 +1127,11 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                     ),
                     (Ok(_), None) => {}
                     (Err(e), _) => {
-                        self.reply_error(id, req, e.code(), "publish failed: output storage full")
+                        let reason = match e {
+                            PublishError::RoomLimit => "room limit reached",
+                            _ => "publish failed: output storage full",
+                        };
+                        self.reply_error(id, req, e.code(), reason)
                     }
                 }
             }
@@ -1036,6 +1227,9 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         }
         let key = match existing {
             Some(k) => k,
+            None if self.rooms.len() >= self.config.max_rooms => {
+                return self.reply_error(id, req, 4006, "room limit reached");
+            }
             None => match self.create_room(name) {
                 Some(k) => k,
                 None => return self.reply_error(id, req, 4006, "room table full"),
@@ -1102,18 +1296,38 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             let (oldest, _, _) = room.history.get(0)?;
             (oldest <= r.offset + 1).then(|| (r.offset + 1 - oldest) as usize)
         });
-        let reply = WithMessages::Subscribed {
-            id: req,
-            recovered: replay_from.is_some(),
-        };
-        let r = encode_with_messages(
+        // Replies are bounded (PROTOCOL.md §9): a replay of more than
+        // `max_recover` messages or `max_reply_bytes` is not a recovery.
+        let replay_from =
+            replay_from.filter(|from| room.history.len() - from <= self.config.max_recover);
+        let mut r = encode_with_messages(
             &mut self.arena,
             codec,
             room,
             replay_from.unwrap_or(usize::MAX),
             usize::MAX,
-            reply,
+            WithMessages::Subscribed {
+                id: req,
+                recovered: replay_from.is_some(),
+            },
         );
+        if let Ok(range) = &r
+            && replay_from.is_some()
+            && range.len() > self.config.max_reply_bytes
+        {
+            self.arena.truncate(range.start);
+            r = encode_with_messages(
+                &mut self.arena,
+                codec,
+                room,
+                usize::MAX,
+                0,
+                WithMessages::Subscribed {
+                    id: req,
+                    recovered: false,
+                },
+            );
+        }
         self.unicast(id, codec, r);
         if !already
             && self.config.namespace_of(name).presence
@@ -1148,20 +1362,104 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
     /// Drops messages older than the namespace's `history_ttl_secs` and
     /// returns when the oldest remaining one expires.
     fn trim_history(&mut self, key: u32, now: Instant) -> Option<Instant> {
-        let room = self.rooms.get_mut(key)?;
-        let ns = self.config.namespace_of(&room.name);
+        let room = self.rooms.get(key)?;
+        let ns = *self.config.namespace_of(&room.name);
         let ttl = crate::time::Duration::from_secs(ns.history_ttl_secs);
         let keep = (ns.history_size as usize).min(room.history.capacity());
-        while room.history.len() > keep {
-            room.history.pop_oldest();
-        }
-        while let Some((_, at, _)) = room.history.get(0) {
-            if now < at + ttl {
+        loop {
+            let room = self.rooms.get(key)?;
+            let (_, at, _) = room.history.get(0)?;
+            if room.history.len() <= keep && now < at + ttl {
                 return Some(at + ttl);
             }
-            room.history.pop_oldest();
+            self.pop_kept(key);
         }
-        None
+    }
+
+    /// Drops room `key`'s oldest kept message, keeping the hub-wide counts.
+    fn pop_kept(&mut self, key: u32) {
+        let Some(room) = self.rooms.get_mut(key) else {
+            return;
+        };
+        let Some((_, _, record)) = room.history.get(0) else {
+            return;
+        };
+        let size = record.len() + HISTORY_OVERHEAD;
+        room.history.pop_oldest();
+        self.history_bytes -= size;
+        self.history_messages -= 1;
+    }
+
+    /// Keeps message `offset` of room `key` in its history: within the
+    /// room's `history_size` and the hub's `max_history_bytes` (the oldest
+    /// messages of the whole hub go first).
+    #[cfg(feature = "alloc")]
+    fn keep_message(&mut self, key: u32, offset: u64, now: Instant, record: &[u8]) {
+        let size = record.len() + HISTORY_OVERHEAD;
+        self.evict_for(size, key);
+        let Some(room) = self.rooms.get_mut(key) else {
+            return;
+        };
+        let ns = *self.config.namespace_of(&room.name);
+        if room.history.push(offset, now, record).is_err() {
+            return;
+        }
+        self.history_bytes += size;
+        self.history_messages += 1;
+        if self.kept.push_back(Kept { room: key, offset }).is_ok() {
+            self.kept_len += 1;
+        }
+        while self
+            .rooms
+            .get(key)
+            .is_some_and(|r| r.history.len() > ns.history_size as usize)
+        {
+            self.pop_kept(key);
+        }
+        let ttl = crate::time::Duration::from_secs(ns.history_ttl_secs);
+        self.next_room_sweep = self.next_room_sweep.min(now + ttl);
+        self.next_sweep = self.next_sweep.min(now + ttl);
+    }
+
+    /// Drops the hub's oldest kept messages until `size` more bytes fit
+    /// `max_history_bytes`. Room `publishing` is not freed meanwhile.
+    #[cfg(feature = "alloc")]
+    fn evict_for(&mut self, size: usize, publishing: u32) {
+        while self.history_bytes + size > self.config.max_history_bytes {
+            let Some(k) = self.kept.pop_front() else {
+                break;
+            };
+            self.kept_len -= 1;
+            let oldest = self
+                .rooms
+                .get(k.room)
+                .and_then(|r| r.history.get(0))
+                .map(|(o, _, _)| o);
+            if oldest == Some(k.offset) {
+                self.pop_kept(k.room);
+                self.history_evicted += 1;
+                if k.room != publishing {
+                    self.free_if_unused(k.room);
+                }
+            }
+        }
+        // Entries of messages that left by size or age pile up in busy
+        // rooms: compact once they outnumber the kept messages.
+        if self.kept_len > 2 * self.history_messages + 1024 {
+            for _ in 0..self.kept_len {
+                let Some(k) = self.kept.pop_front() else {
+                    break;
+                };
+                let live = self.rooms.get(k.room).is_some_and(|r| {
+                    r.history
+                        .get(0)
+                        .is_some_and(|(oldest, _, _)| oldest <= k.offset && k.offset <= r.offset)
+                });
+                if !live || self.kept.push_back(k).is_err() {
+                    self.kept_len -= 1;
+                }
+            }
+        }
     }
 
     /// Frees room `key` if nobody is subscribed and nothing is kept; a room
@@ -1234,15 +1532,27 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             Some(_) => (first_after_since, (first_after_since + limit).min(len)),
             None => (len.saturating_sub(limit), len),
         };
-        let r = encode_with_messages(
-            &mut self.arena,
-            codec,
-            room,
-            from,
-            to - from,
-            WithMessages::History { id: req },
-        );
-        self.unicast(id, codec, r);
+        // Replies are bounded (PROTOCOL.md §9): stop before `max_reply_bytes`,
+        // with at least one message; the client pages on with `since`.
+        let max = self.config.max_reply_bytes;
+        let mut count = fit_messages(&mut self.arena, codec, room, from, to - from, max);
+        loop {
+            let r = encode_with_messages(
+                &mut self.arena,
+                codec,
+                room,
+                from,
+                count,
+                WithMessages::History { id: req },
+            );
+            match &r {
+                Ok(range) if range.len() > max && count > 1 => {
+                    self.arena.truncate(range.start);
+                    count -= 1;
+                }
+                _ => return self.unicast(id, codec, r),
+            }
+        }
     }
 
     fn presence_reply(&mut self, id: ConnId, req: Option<u64>, name: &str) {
@@ -1291,6 +1601,9 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         let key = match self.index.find(name) {
             Some(k) => k,
             None if keep > 0 && S::History::default().capacity() > 0 => {
+                if self.rooms.len() >= self.config.max_rooms {
+                    return Err(PublishError::RoomLimit);
+                }
                 self.create_room(name).ok_or(PublishError::Full)?
             }
             None => return Ok(0),
@@ -1350,23 +1663,21 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                 .map_err(|_| PublishError::Full)?;
         }
         #[cfg(feature = "alloc")]
-        if keep > 0 {
-            let record = postcard::to_allocvec(&(from_frame, Data::Borrowed(data)))
-                .map_err(|_| PublishError::Full)?;
-            if room.history.push(offset, now, &record).is_ok() {
-                let ttl = crate::time::Duration::from_secs(
-                    self.config.namespace_of(name).history_ttl_secs,
-                );
-                while room.history.len() > keep {
-                    room.history.pop_oldest();
-                }
-                self.next_room_sweep = self.next_room_sweep.min(now + ttl);
-                self.next_sweep = self.next_sweep.min(now + ttl);
-            }
-        }
+        let record = if keep > 0 {
+            Some(
+                postcard::to_allocvec(&(from_frame, Data::Borrowed(data)))
+                    .map_err(|_| PublishError::Full)?,
+            )
+        } else {
+            None
+        };
         #[cfg(not(feature = "alloc"))]
         let _ = (keep, from_frame, now);
         room.offset = offset;
+        #[cfg(feature = "alloc")]
+        if let Some(record) = record {
+            self.keep_message(key, offset, now, &record);
+        }
         Ok(offset)
     }
 
@@ -1484,6 +1795,49 @@ fn encode_with_messages<S: Storage>(
         },
     };
     arena.encode(codec, &frame)
+}
+
+/// How many of the room's kept messages from index `from` (at most `count`)
+/// fit a reply of `max` bytes: at least one. Each message is measured by
+/// encoding it once (the arena is left as it was).
+fn fit_messages<S: Storage>(
+    arena: &mut S::Arena,
+    codec: Codec,
+    room: &Room<S>,
+    from: usize,
+    count: usize,
+    max: usize,
+) -> usize {
+    // Room name, epoch, ids and the frame's own keys.
+    let mut total = 128 + 2 * room.name.len();
+    let mut n = 0;
+    while n < count {
+        let Some((offset, _, record)) = room.history.get(from + n) else {
+            break;
+        };
+        let size = match postcard::from_bytes::<(Option<Sender<'_>>, Data<'_>)>(record) {
+            Ok((sender, data)) => {
+                let frame = ServerFrame::Message(MessageFrame {
+                    room: Text::Borrowed(&room.name),
+                    epoch: Text::Borrowed(&room.epoch),
+                    offset,
+                    from: sender,
+                    data,
+                });
+                let start = arena.bytes().len();
+                let size = arena.encode(codec, &frame).map_or(record.len(), |r| r.len());
+                arena.truncate(start);
+                size
+            }
+            Err(_) => 0,
+        };
+        total += size + 1;
+        if total > max && n > 0 {
+            break;
+        }
+        n += 1;
+    }
+    n
 }
 
 /// The replies that carry kept messages.

@@ -15,6 +15,8 @@ pub mod room;
 pub mod session;
 pub mod storage;
 pub mod time;
+pub mod upgrade;
+pub mod ws;
 
 pub use auth::{AuthError, Authenticator, Identity, UpgradeCredentials};
 pub use config::{Config, NamespaceConfig, SlowConsumerPolicy};

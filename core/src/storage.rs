@@ -58,6 +58,8 @@ pub trait Queue<T>: Default {
 pub trait Arena: Default {
     /// Forgets every stored byte.
     fn clear(&mut self);
+    /// Forgets the bytes from `len` on (undoes the last appends).
+    fn truncate(&mut self, len: usize);
     /// Everything stored.
     fn bytes(&self) -> &[u8];
     /// Appends the encoding of `frame` and returns where it is.
@@ -264,6 +266,9 @@ impl<T, const N: usize> Queue<T> for heapless::Deque<T, N> {
 impl<const N: usize> Arena for heapless::Vec<u8, N> {
     fn clear(&mut self) {
         heapless::Vec::clear(self);
+    }
+    fn truncate(&mut self, len: usize) {
+        heapless::Vec::truncate(self, len);
     }
     fn bytes(&self) -> &[u8] {
         self
@@ -475,6 +480,9 @@ mod growable {
     }
 
     impl Arena for Vec<u8> {
+        fn truncate(&mut self, len: usize) {
+            Vec::truncate(self, len);
+        }
         fn clear(&mut self) {
             Vec::clear(self);
             if self.capacity() > 1 << 20 {

@@ -12,7 +12,7 @@ use support::{
     unsubscribe,
 };
 use switchboard_core::auth::UpgradeCredentials;
-use switchboard_core::hub::{OverflowAction, PublishError, Refusal};
+use switchboard_core::hub::{OverflowAction, PublishError, Refusal, Upgrade};
 use switchboard_core::protocol::{
     ClientFrame, Codec, FrameKind, MessageFrame, Recover, ServerFrame,
 };
@@ -973,7 +973,11 @@ fn origin_allow_list_refuses_other_origins() {
     assert_eq!(err, Refusal::Origin);
     assert_eq!(err.http_status(), 403);
     assert_eq!(
-        h.hub.check_upgrade(P, Some("https://evil.example")),
+        h.hub.check_upgrade(&Upgrade {
+            codec: P,
+            origin: Some(b"https://evil.example"),
+            credentials: creds,
+        }),
         Err(Refusal::Origin)
     );
     assert_eq!(h.hub.stats().connections, 0);
@@ -997,9 +1001,14 @@ fn max_connections_refuses_with_capacity() {
         .unwrap_err();
     assert_eq!(err, Refusal::Capacity);
     assert_eq!(err.http_status(), 503);
-    assert_eq!(h.hub.check_upgrade(P, None), Err(Refusal::Capacity));
+    let anon = Upgrade {
+        codec: P,
+        origin: None,
+        credentials: UpgradeCredentials::default(),
+    };
+    assert_eq!(h.hub.check_upgrade(&anon), Err(Refusal::Capacity));
     h.close(a);
-    assert_eq!(h.hub.check_upgrade(P, None), Ok(()));
+    assert_eq!(h.hub.check_upgrade(&anon), Ok(()));
     h.connect(P, "user:carol");
 }
 

@@ -39,9 +39,29 @@ impl JwtAuthenticator {
         let mut validation = Validation::new(algorithm);
         // Expiry is the hub's decision (it also ends live sessions at `exp`).
         validation.validate_exp = false;
+        // `nbf` too is checked by the hub, against its own clock.
+        validation.validate_nbf = false;
+        // `aud` and `iss` are checked only when configured (PROTOCOL.md §9):
+        // identity providers put an `aud` in every token.
+        validation.validate_aud = false;
         validation.required_spec_claims.clear();
         validation.leeway = 0;
         JwtAuthenticator { key, validation }
+    }
+
+    /// Accept only tokens whose `aud` names `audience` (`jwt_audience`).
+    pub fn audience(mut self, audience: &str) -> Self {
+        self.validation.set_audience(&[audience]);
+        self.validation.validate_aud = true;
+        self.validation.required_spec_claims.insert("aud".into());
+        self
+    }
+
+    /// Accept only tokens whose `iss` is `issuer` (`jwt_issuer`).
+    pub fn issuer(mut self, issuer: &str) -> Self {
+        self.validation.set_issuer(&[issuer]);
+        self.validation.required_spec_claims.insert("iss".into());
+        self
     }
 }
 
@@ -49,6 +69,7 @@ impl JwtAuthenticator {
 struct Claims {
     sub: Option<String>,
     exp: Option<u64>,
+    nbf: Option<u64>,
     rooms: Option<Vec<String>>,
     publish: Option<Vec<String>>,
     info: Option<serde_json::Value>,
@@ -61,6 +82,8 @@ pub struct JwtIdentity {
     pub user: Option<String>,
     /// `exp`, in seconds since the epoch.
     pub exp: Option<u64>,
+    /// `nbf`, in seconds since the epoch.
+    pub nbf: Option<u64>,
     /// `rooms` patterns.
     pub rooms: Option<Vec<String>>,
     /// `publish` patterns.
@@ -91,6 +114,9 @@ impl Identity for JwtIdentity {
     fn info(&self) -> Option<&[u8]> {
         self.info.as_deref()
     }
+    fn not_before(&self) -> Option<Instant> {
+        self.nbf.map(Instant::from_secs)
+    }
 }
 
 impl Authenticator for JwtAuthenticator {
@@ -111,6 +137,7 @@ impl Authenticator for JwtAuthenticator {
         Ok(JwtIdentity {
             user: c.sub,
             exp: c.exp,
+            nbf: c.nbf,
             rooms: c.rooms,
             publish: c.publish,
             info: c.info.map(|v| serde_json::to_vec(&v).unwrap_or_default()),

@@ -59,6 +59,11 @@ pub trait Identity {
     fn may_publish(&self, room: &str) -> Option<bool>;
     /// JSON text shown to others in presence (`info`).
     fn info(&self) -> Option<&[u8]>;
+    /// When the token becomes valid (`nbf`), if it says; before that the
+    /// hub refuses it (4001).
+    fn not_before(&self) -> Option<Instant> {
+        None
+    }
 }
 
 /// Checks tokens. Called synchronously by the hub: keep it fast (a signature
@@ -153,20 +158,30 @@ pub fn cookie_value<'c>(header: &'c str, name: &str) -> Option<&'c str> {
     })
 }
 
-/// Displays a query string with the `token` parameter's value redacted, for
-/// logs (PROTOCOL.md §2: tokens are never logged).
+/// Displays a query string for logs with its parameter names only, every
+/// value redacted (PROTOCOL.md §2: tokens are never logged; other values
+/// are the client's and may be secrets too). Names are cut at 32 bytes and
+/// anything but `[A-Za-z0-9_.-]` is shown as `?`.
 #[derive(Debug, Clone, Copy)]
 pub struct RedactedQuery<'q>(pub &'q str);
 
 impl fmt::Display for RedactedQuery<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, pair) in self.0.split('&').enumerate() {
+        for (i, pair) in self.0.split('&').take(16).enumerate() {
             if i > 0 {
                 f.write_str("&")?;
             }
-            match pair.split_once('=') {
-                Some(("token", _)) => f.write_str("token=[redacted]")?,
-                _ => f.write_str(pair)?,
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            for c in name.chars().take(32) {
+                let shown = if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                    c
+                } else {
+                    '?'
+                };
+                fmt::Write::write_char(f, shown)?;
+            }
+            if !value.is_empty() {
+                f.write_str("=[redacted]")?;
             }
         }
         Ok(())
@@ -199,8 +214,9 @@ mod tests {
         use alloc::format;
         assert_eq!(
             format!("{}", RedactedQuery("a=1&token=secret&b=2")),
-            "a=1&token=[redacted]&b=2"
+            "a=[redacted]&token=[redacted]&b=[redacted]"
         );
+        assert_eq!(format!("{}", RedactedQuery("x%0a\nlog=1&flag")), "x?0a?log=[redacted]&flag");
         assert_eq!(format!("{}", RedactedQuery("token=s")), "token=[redacted]");
     }
 }

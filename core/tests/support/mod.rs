@@ -239,6 +239,8 @@ pub(crate) enum Rx {
     Frame(Vec<u8>),
     /// A WebSocket Ping.
     Ping,
+    /// A WebSocket Pong (answer to a client Ping).
+    Pong,
     /// A close with this code.
     Close(u16),
     /// A drop without a close handshake.
@@ -394,7 +396,7 @@ impl<A: Authenticator, S: Storage> Harness<A, S> {
             self.now,
             Upgrade {
                 codec,
-                origin,
+                origin: origin.map(str::as_bytes),
                 credentials,
             },
         );
@@ -609,6 +611,10 @@ impl<A: Authenticator, S: Storage> Harness<A, S> {
                         .inbox
                         .events
                         .push((now, Rx::Ping)),
+                    Output::Pong { conn, .. } => live(peers, conn, "a pong")
+                        .inbox
+                        .events
+                        .push((now, Rx::Pong)),
                     Output::Close { conn, code, reason } => {
                         assert!(!reason.is_empty(), "close {code} without a reason");
                         let peer = live(peers, conn, "a close");
