@@ -631,7 +631,12 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
     /// metered"), Pings are answered through the outbound queue
     /// ([`Output::Pong`]), a Close frame is echoed, a violation closes with
     /// its code (1002, 1007, 1009).
-    pub fn handle_ws(&mut self, now: Instant, id: ConnId, event: Result<ws::Event<'_>, ws::Violation>) {
+    pub fn handle_ws(
+        &mut self,
+        now: Instant,
+        id: ConnId,
+        event: Result<ws::Event<'_>, ws::Violation>,
+    ) {
         let event = match event {
             Ok(ws::Event::Message { kind, data }) => return self.handle_frame(now, id, kind, data),
             Ok(event) => event,
@@ -1104,7 +1109,12 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                 }
                 if crate::protocol::json_too_deep(&data) {
                     let e = PublishError::TooDeep;
-                    return self.reply_error(id, req, e.code(), "data nested deeper than 128 levels");
+                    return self.reply_error(
+                        id,
+                        req,
+                        e.code(),
+                        "data nested deeper than 128 levels",
+                    );
                 }
                 let codec = self.conns.get(id.0).map(|c| c.codec);
                 let result = match codec {
@@ -1825,7 +1835,9 @@ fn fit_messages<S: Storage>(
                     data,
                 });
                 let start = arena.bytes().len();
-                let size = arena.encode(codec, &frame).map_or(record.len(), |r| r.len());
+                let size = arena
+                    .encode(codec, &frame)
+                    .map_or(record.len(), |r| r.len());
                 arena.truncate(start);
                 size
             }

@@ -163,8 +163,14 @@ pub fn validate<'a>(
 }
 
 fn trim(v: &[u8]) -> &[u8] {
-    let start = v.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(v.len());
-    let end = v.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    let start = v
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(v.len());
+    let end = v
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
     &v[start..end]
 }
 
@@ -247,7 +253,10 @@ mod tests {
         assert!(!hs.echo_protocol);
         assert_eq!(hs.credentials.token(), Some("t"));
         assert_eq!(hs.origin, Some(&b"https://a.example"[..]));
-        assert_eq!(validate("POST", &good, None, "c"), Err(UpgradeError::NotAnUpgrade));
+        assert_eq!(
+            validate("POST", &good, None, "c"),
+            Err(UpgradeError::NotAnUpgrade)
+        );
         let mut bad = good;
         bad[4] = h("Sec-WebSocket-Key", "c2hvcnQ=");
         assert_eq!(validate("GET", &bad, None, "c"), Err(UpgradeError::Key));
@@ -263,12 +272,18 @@ mod tests {
     fn parses_a_request_head() {
         let raw = b"GET /ws?token=abc HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\nrest";
         let mut headers = [httparse::EMPTY_HEADER; 8];
-        let req = parse_request(raw, &mut headers).expect("ok").expect("complete");
+        let req = parse_request(raw, &mut headers)
+            .expect("ok")
+            .expect("complete");
         assert_eq!(req.method, "GET");
         assert_eq!(req.path, "/ws");
         assert_eq!(req.query, Some("token=abc"));
         assert_eq!(&raw[req.head_len..], b"rest");
         let mut headers = [httparse::EMPTY_HEADER; 8];
-        assert!(parse_request(b"GET / HTTP/1.1\r\nHo", &mut headers).expect("ok").is_none());
+        assert!(
+            parse_request(b"GET / HTTP/1.1\r\nHo", &mut headers)
+                .expect("ok")
+                .is_none()
+        );
     }
 }

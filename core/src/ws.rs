@@ -280,7 +280,10 @@ impl<B: MessageBuf> Reader<B> {
     /// event if one is complete. `None` means that all of `input` was used
     /// and more is needed. `input` is unmasked in place. After a violation
     /// or a Close frame, nothing more is consumed.
-    pub fn poll<'a>(&'a mut self, input: &'a mut [u8]) -> (usize, Option<Result<Event<'a>, Violation>>) {
+    pub fn poll<'a>(
+        &'a mut self,
+        input: &'a mut [u8],
+    ) -> (usize, Option<Result<Event<'a>, Violation>>) {
         let s = &mut self.inner;
         if s.failed || s.closed {
             return (input.len(), None);
@@ -350,7 +353,10 @@ impl<B: MessageBuf> Reader<B> {
                 let data = &input[start..used];
                 if kind == FrameKind::Text && core::str::from_utf8(data).is_err() {
                     s.failed = true;
-                    return (input.len(), Some(Err(violation(1007, "invalid UTF-8 in a text frame"))));
+                    return (
+                        input.len(),
+                        Some(Err(violation(1007, "invalid UTF-8 in a text frame"))),
+                    );
                 }
                 return (used, Some(Ok(Event::Message { kind, data })));
             } else {

@@ -3,29 +3,37 @@
 //! outputs into outboxes and unlocks; no lock is held across an await.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicIsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use bytes::Bytes;
 use switchboard_core::hub::{Output, OverflowAction, PublishError, Stats};
 use switchboard_core::storage::Growable;
-use switchboard_core::{Authenticator, Codec, ConnId, FrameKind, Hub, Instant, Refusal, Upgrade};
+use switchboard_core::ws::{self, Event, Violation};
+use switchboard_core::{Authenticator, Codec, ConnId, Hub, Instant, Refusal, Upgrade};
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::frame::Utf8Bytes;
 
 use crate::clock::Clock;
-use crate::outbox::{Ending, Outbox};
+use crate::outbox::{Ending, Outbox, frame};
 use crate::producer::Producers;
 
 /// What a connection task needs from the hub, independent of the
 /// authenticator type.
 pub(crate) trait Engine: Send + Sync + 'static {
     fn open(&self, upgrade: Upgrade<'_>, outbox: Arc<Outbox>) -> Result<ConnId, Refusal>;
-    fn frame(&self, conn: ConnId, kind: FrameKind, bytes: &[u8]);
-    fn activity(&self, conn: ConnId);
-    fn oversize(&self, conn: ConnId);
+    fn ws(&self, conn: ConnId, event: Result<Event<'_>, Violation>);
     fn closed(&self, conn: ConnId);
+    /// A TCP connection was accepted (it counts toward `max_connections`).
+    fn accept(&self) -> Result<(), Refusal>;
+    /// The HTTP side of an accepted socket is over.
+    fn http_end(&self);
+    /// `(max_frame, max_fragments)` for the connection's reader.
+    fn message_limits(&self) -> (usize, usize);
+    /// The reassembly buffers of all connections grew (or shrank) by `delta`.
+    fn inbound(&self, delta: isize);
+    /// Bytes held by unfinished inbound messages.
+    fn inbound_bytes(&self) -> usize;
     fn publish(&self, room: &str, data: &[u8]) -> Result<u64, PublishError>;
     fn shutdown(&self, code: u16);
     fn stats(&self) -> Stats;
@@ -51,6 +59,8 @@ pub(crate) struct Shared<A: Authenticator> {
     timer: Notify,
     idle: Arc<Notify>,
     max_queue_bytes: usize,
+    limits: (usize, usize),
+    inbound: AtomicIsize,
     handle: tokio::runtime::Handle,
     me: Weak<Self>,
 }
@@ -63,6 +73,7 @@ where
     pub(crate) fn new(hub: Hub<A, Growable>) -> Arc<Self> {
         let config = hub.config();
         let max_queue_bytes = config.max_queue_bytes;
+        let limits = (config.max_frame, config.max_fragments);
         Arc::new_cyclic(|me| Shared {
             state: Mutex::new(State {
                 hub,
@@ -76,6 +87,8 @@ where
             timer: Notify::new(),
             idle: Arc::new(Notify::new()),
             max_queue_bytes,
+            limits,
+            inbound: AtomicIsize::new(0),
             handle: tokio::runtime::Handle::current(),
             me: me.clone(),
         })
@@ -127,22 +140,24 @@ where
         while let Some(output) = hub.poll_output() {
             match output {
                 Output::Transmit { conn, codec, bytes } => {
-                    if let (Some(outbox), Some(msg)) = (get(outboxes, conn), message(codec, bytes))
-                        && !outbox.push(msg, bytes.len())
+                    if let Some(outbox) = get(outboxes, conn)
+                        && !outbox.push(frame(opcode(codec), bytes), true)
                     {
                         overflowed.push(conn);
                     }
                 }
                 Output::Broadcast(b) => {
-                    let json = b.json.and_then(|j| message(Codec::Json, j));
-                    let postcard = b.postcard.and_then(|p| message(Codec::Postcard, p));
-                    for (conn, codec, bytes) in b.recipients() {
-                        let msg = match codec {
+                    // The wire bytes are the same for every recipient of a
+                    // codec: framed once, shared by reference.
+                    let json = b.json.map(|j| frame(ws::OP_TEXT, j));
+                    let postcard = b.postcard.map(|p| frame(ws::OP_BINARY, p));
+                    for (conn, codec, _) in b.recipients() {
+                        let wire = match codec {
                             Codec::Json => json.clone(),
                             Codec::Postcard => postcard.clone(),
                         };
-                        if let (Some(outbox), Some(msg)) = (get(outboxes, conn), msg)
-                            && !outbox.push(msg, bytes.len())
+                        if let (Some(outbox), Some(wire)) = (get(outboxes, conn), wire)
+                            && !outbox.push(wire, false)
                         {
                             overflowed.push(conn);
                         }
@@ -151,7 +166,14 @@ where
                 Output::Ping { conn } => {
                     if let Some(outbox) = get(outboxes, conn) {
                         // A ping that does not fit is not worth a close.
-                        let _fits = outbox.push(Message::Ping(Bytes::new()), 0);
+                        let _fits = outbox.push(Bytes::from_static(&PING), true);
+                    }
+                }
+                Output::Pong { conn, payload } => {
+                    if let Some(outbox) = get(outboxes, conn)
+                        && !outbox.push(frame(ws::OP_PONG, payload), true)
+                    {
+                        overflowed.push(conn);
                     }
                 }
                 Output::Close { conn, code, reason } => {
@@ -189,12 +211,14 @@ fn get(outboxes: &[Option<Arc<Outbox>>], conn: ConnId) -> Option<&Arc<Outbox>> {
     outboxes.get(conn.0 as usize)?.as_ref()
 }
 
-/// Wraps encoded bytes as a WebSocket message of the codec's frame kind.
-fn message(codec: Codec, bytes: &[u8]) -> Option<Message> {
-    let bytes = Bytes::copy_from_slice(bytes);
+/// An empty Ping frame.
+const PING: [u8; 2] = [0x80 | ws::OP_PING, 0];
+
+/// The WebSocket opcode of a codec's frames.
+fn opcode(codec: Codec) -> u8 {
     match codec {
-        Codec::Json => Utf8Bytes::try_from(bytes).ok().map(Message::Text),
-        Codec::Postcard => Some(Message::Binary(bytes)),
+        Codec::Json => ws::OP_TEXT,
+        Codec::Postcard => ws::OP_BINARY,
     }
 }
 
@@ -216,17 +240,28 @@ where
         Ok(conn)
     }
 
-    fn frame(&self, conn: ConnId, kind: FrameKind, bytes: &[u8]) {
-        self.step(|hub, now| hub.handle_frame(now, conn, kind, bytes));
+    fn ws(&self, conn: ConnId, event: Result<Event<'_>, Violation>) {
+        self.step(|hub, now| hub.handle_ws(now, conn, event));
     }
 
-    fn activity(&self, conn: ConnId) {
-        let now = self.clock.now();
-        self.lock().hub.handle_activity(now, conn);
+    fn accept(&self) -> Result<(), Refusal> {
+        self.lock().hub.handle_accept()
     }
 
-    fn oversize(&self, conn: ConnId) {
-        self.step(|hub, now| hub.handle_oversize(now, conn));
+    fn http_end(&self) {
+        self.lock().hub.handle_http_end();
+    }
+
+    fn message_limits(&self) -> (usize, usize) {
+        self.limits
+    }
+
+    fn inbound(&self, delta: isize) {
+        self.inbound.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    fn inbound_bytes(&self) -> usize {
+        self.inbound.load(Ordering::Relaxed).max(0) as usize
     }
 
     fn closed(&self, conn: ConnId) {

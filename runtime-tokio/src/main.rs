@@ -30,7 +30,14 @@ async fn main() -> anyhow::Result<()> {
     }
     let server = match &settings.jwt_secret {
         Some(secret) => {
-            let auth = JwtAuthenticator::hs256(secret.as_bytes()).context("bad --jwt-secret")?;
+            let mut auth =
+                JwtAuthenticator::hs256(secret.as_bytes()).context("bad --jwt-secret")?;
+            if let Some(aud) = &settings.jwt_audience {
+                auth = auth.audience(aud);
+            }
+            if let Some(iss) = &settings.jwt_issuer {
+                auth = auth.issuer(iss);
+            }
             builder.authenticator(auth).bind(settings.listen).await?
         }
         None => {

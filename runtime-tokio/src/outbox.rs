@@ -1,11 +1,18 @@
-//! A connection's bounded outbound queue: frames wait here until the
-//! connection's writer takes them all and writes them in one flush.
+//! A connection's bounded outbound queue: complete WebSocket frames (header
+//! and payload, as they go on the wire) wait here until the connection's
+//! writer takes them all and writes them with vectored writes.
+//!
+//! Every frame the server owes a peer waits here, Pongs included, under the
+//! core's admission rule ([`switchboard_core::hub::admits`]): a peer that does
+//! not read fills it and is closed with 4009 like any slow consumer.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
+use bytes::{BufMut, Bytes, BytesMut};
+use switchboard_core::hub::admits;
+use switchboard_core::ws;
 use tokio::sync::Notify;
-use tokio_tungstenite::tungstenite::Message;
 
 /// How the connection ends, as decided by the core.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,7 +23,7 @@ pub(crate) enum Ending {
 
 #[derive(Default)]
 struct Inner {
-    frames: VecDeque<Message>,
+    frames: VecDeque<Bytes>,
     bytes: usize,
     ending: Option<Ending>,
 }
@@ -31,8 +38,23 @@ pub(crate) struct Outbox {
 
 /// A batch taken by the writer.
 pub(crate) struct Batch {
-    pub(crate) frames: VecDeque<Message>,
+    pub(crate) frames: VecDeque<Bytes>,
     pub(crate) ending: Option<Ending>,
+}
+
+/// The wire bytes of one unmasked final frame.
+pub(crate) fn frame(opcode: u8, payload: &[u8]) -> Bytes {
+    let mut header = [0u8; ws::MAX_SERVER_HEADER];
+    let n = ws::encode_header(opcode, payload.len(), &mut header);
+    let mut out = BytesMut::with_capacity(n + payload.len());
+    out.put_slice(&header[..n]);
+    out.put_slice(payload);
+    out.freeze()
+}
+
+/// The wire bytes of a Close frame.
+pub(crate) fn close_frame(code: u16, reason: &str) -> Bytes {
+    frame(ws::OP_CLOSE, &ws::close_payload(code, reason))
 }
 
 impl Outbox {
@@ -45,18 +67,20 @@ impl Outbox {
         }
     }
 
-    /// Queues a frame of `len` bytes; `false` when it does not fit.
-    pub(crate) fn push(&self, msg: Message, len: usize) -> bool {
+    /// Queues a complete frame; `false` when the core's admission rule
+    /// refuses it (`reply`: an answer to the peer's own request).
+    pub(crate) fn push(&self, frame: Bytes, reply: bool) -> bool {
+        let len = frame.len();
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if inner.ending.is_some() {
             return true;
         }
-        if inner.bytes + len > self.max_bytes {
+        if !admits(inner.bytes, len, self.max_bytes, reply) {
             return false;
         }
         inner.bytes += len;
         let wake = inner.frames.is_empty();
-        inner.frames.push_back(msg);
+        inner.frames.push_back(frame);
         drop(inner);
         if wake {
             self.notify.notify_one();
@@ -87,13 +111,13 @@ impl Outbox {
         }
     }
 
-    /// Waits for frames or an end, then takes everything queued.
+    /// Waits for frames or an end, then takes everything queued. The bytes
+    /// stay counted until the writer has written them ([`Outbox::written`]).
     pub(crate) async fn take(&self) -> Batch {
         loop {
             {
                 let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
                 if !inner.frames.is_empty() || inner.ending.is_some() {
-                    inner.bytes = 0;
                     // The queue left behind is empty with no capacity: idle
                     // connections do not keep a burst's worth of memory.
                     let frames = std::mem::take(&mut inner.frames);
@@ -105,5 +129,11 @@ impl Outbox {
             }
             self.notify.notified().await;
         }
+    }
+
+    /// The writer wrote `bytes` of what it took.
+    pub(crate) fn written(&self, bytes: usize) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.bytes = inner.bytes.saturating_sub(bytes);
     }
 }

@@ -14,16 +14,15 @@ use hyper::header::{self, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use switchboard_core::auth::{NoTokens, RedactedQuery};
-use switchboard_core::hub::{PublishError, Stats};
+use switchboard_core::hub::{HTTP_RESERVE, PublishError, Stats};
 use switchboard_core::storage::Growable;
-use switchboard_core::{Authenticator, Codec, Config, Hub, Upgrade, UpgradeCredentials};
-use tokio::net::{TcpListener, TcpSocket};
+use switchboard_core::upgrade::{self, UpgradeError};
+use switchboard_core::{Authenticator, Config, Hub, Upgrade};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use crate::engine::{Engine, Shared};
 use crate::outbox::Outbox;
@@ -32,13 +31,9 @@ use crate::producer::{Producers, RoomContext};
 /// The example chat page served at `/`.
 pub const CHAT_PAGE: &str = include_str!("../assets/chat.html");
 
-/// Read buffer of each connection: small, because most connections are idle
-/// most of the time (tungstenite's default of 128 KiB would cost that much
-/// per connection).
-const READ_BUFFER: usize = 512;
-
-/// Bytes gathered before tungstenite writes to the socket mid-batch.
-const WRITE_BUFFER: usize = 64 * 1024;
+/// Open files kept for everything that is not a connection (listener,
+/// logs, `/healthz` and `/metrics` requests past `max_connections`).
+const FD_RESERVE: u64 = 64;
 
 /// Accept backlog: bursts of connects (reconnect storms after a deploy) must
 /// not overflow the kernel's accept queue (the default of 128 does).
@@ -155,6 +150,7 @@ where
         let shared = Shared::new(hub);
         shared.set_producers(self.producers);
         let engine: Arc<dyn Engine> = shared.clone();
+        raise_fd_limit(self.config.max_connections);
         let socket = if addr.is_ipv4() {
             TcpSocket::new_v4()?
         } else {
@@ -171,13 +167,7 @@ where
             ws_path: self.ws_path,
             cookie_name: self.cookie_name,
             chat_page: self.chat_page,
-            ws_config: WebSocketConfig::default()
-                .read_buffer_size(READ_BUFFER)
-                // Frames are fed in batches and flushed once: let them gather
-                // into one write (the buffer only grows while a batch is written).
-                .write_buffer_size(WRITE_BUFFER)
-                .max_message_size(Some(self.config.max_frame))
-                .max_frame_size(Some(self.config.max_frame)),
+            handshake_timeout: self.config.handshake_timeout.into(),
         });
         let timer = tokio::spawn(shared.timer_loop());
         let accept = tokio::spawn(accept_loop(listener, site, stop_rx));
@@ -331,40 +321,97 @@ fn random_seed() -> u64 {
     h.finish()
 }
 
+/// Raises the open-file limit to the hard limit and warns when
+/// `max_connections` (plus what else the process keeps open) exceeds it.
+fn raise_fd_limit(max_connections: usize) {
+    let wanted = max_connections as u64 + HTTP_RESERVE as u64 + FD_RESERVE;
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if limit < wanted => tracing::warn!(
+            open_files = limit,
+            max_connections,
+            "max_connections exceeds what the open-file limit allows (with a reserve of {} for \
+             /healthz, /metrics and the process itself): raise the hard limit (ulimit -Hn) or \
+             lower max_connections",
+            HTTP_RESERVE as u64 + FD_RESERVE
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+    }
+}
+
 struct Site {
     engine: Arc<dyn Engine>,
     ws_path: String,
     cookie_name: String,
     chat_page: bool,
-    ws_config: WebSocketConfig,
+    handshake_timeout: Duration,
 }
 
+/// Counts one accepted socket in the hub until its HTTP side is over.
+struct HttpSocket(Arc<dyn Engine>);
+
+impl Drop for HttpSocket {
+    fn drop(&mut self) {
+        self.0.http_end();
+    }
+}
+
+const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 14\r\nconnection: close\r\n\r\nover capacity\n";
+
 async fn accept_loop(listener: TcpListener, site: Arc<Site>, mut stop: watch::Receiver<bool>) {
+    // Accept errors (out of file descriptors, …) back off exponentially
+    // instead of spinning, and are logged once per back-off.
+    let mut backoff = Duration::ZERO;
     loop {
         let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
-                Ok(x) => x,
+                Ok(x) => {
+                    backoff = Duration::ZERO;
+                    x
+                }
                 Err(e) => {
-                    // Out of file descriptors and the like: back off briefly.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    backoff = (backoff * 2).clamp(Duration::from_millis(5), Duration::from_secs(1));
+                    if backoff >= Duration::from_millis(320) || backoff == Duration::from_millis(5) {
+                        tracing::warn!(error = %e, retry_in = ?backoff, "accept failed");
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = stop.changed() => return,
+                    }
                     continue;
                 }
             },
             _ = stop.changed() => return,
         };
+        if site.engine.accept().is_err() {
+            // Over max_connections and the HTTP reserve: refuse at once,
+            // without reading the request.
+            tokio::spawn(async move {
+                let mut tcp = tcp;
+                let _ =
+                    tokio::time::timeout(Duration::from_millis(200), tcp.write_all(REFUSED)).await;
+            });
+            continue;
+        }
+        let counted = HttpSocket(site.engine.clone());
         let _ = tcp.set_nodelay(true);
         let site = site.clone();
         tokio::spawn(async move {
+            let _counted = counted;
+            let timeout = site.handshake_timeout;
             let svc = service_fn(move |req| {
                 let site = site.clone();
                 async move { Ok::<_, Infallible>(route(&site, req, peer)) }
             });
-            if let Err(e) = http1::Builder::new()
+            let served = http1::Builder::new()
+                .timer(TokioTimer::new())
+                // Slowloris: a request head must arrive within the handshake
+                // timeout (also between keep-alive requests).
+                .header_read_timeout(timeout)
                 .serve_connection(TokioIo::new(tcp), svc)
                 .with_upgrades()
-                .await
-            {
+                .await;
+            if let Err(e) = served {
                 tracing::debug!(%peer, error = %e, "http connection ended");
             }
         });
@@ -389,12 +436,20 @@ fn route(site: &Arc<Site>, req: Request<Incoming>, peer: SocketAddr) -> Response
         return upgrade(site, req, peer);
     }
     match (req.method(), path) {
-        (&Method::GET, "/healthz") => {
+        (&Method::GET | &Method::HEAD, "/healthz") => {
             let s = site.engine.stats();
-            let body = format!(
-                "{{\"status\":\"ok\",\"connections\":{},\"rooms\":{}}}",
-                s.connections, s.rooms
-            );
+            let body = serde_json::json!({
+                "status": "ok",
+                "connections": s.connections,
+                "rooms": s.rooms,
+                "pending_auth": s.pending_auth,
+                "http_sockets": s.http_sockets,
+                "history_bytes": s.history_bytes,
+                "history_messages": s.history_messages,
+                "history_evicted": s.history_evicted,
+                "inbound_bytes": site.engine.inbound_bytes(),
+            })
+            .to_string();
             let mut r = Response::new(Full::new(Bytes::from(body)));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -414,68 +469,40 @@ fn route(site: &Arc<Site>, req: Request<Incoming>, peer: SocketAddr) -> Response
     }
 }
 
-fn header_has(req: &Request<Incoming>, name: header::HeaderName, token: &str) -> bool {
-    req.headers()
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
-}
-
 fn upgrade(site: &Arc<Site>, mut req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-    if req.method() != Method::GET
-        || !header_has(&req, header::CONNECTION, "upgrade")
-        || !header_has(&req, header::UPGRADE, "websocket")
-    {
-        return plain(StatusCode::BAD_REQUEST, "expected a WebSocket upgrade\n");
-    }
-    if !header_has(&req, header::SEC_WEBSOCKET_VERSION, "13") {
-        let mut r = plain(
-            StatusCode::UPGRADE_REQUIRED,
-            "WebSocket version 13 required\n",
-        );
-        r.headers_mut().insert(
-            header::SEC_WEBSOCKET_VERSION,
-            HeaderValue::from_static("13"),
-        );
-        return r;
-    }
-    let Some(key) = req
+    let headers: Vec<upgrade::Header<'_>> = req
         .headers()
-        .get(header::SEC_WEBSOCKET_KEY)
-        .map(|k| derive_accept_key(k.as_bytes()))
-    else {
-        return plain(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key\n");
-    };
-    let offered = req
-        .headers()
-        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
         .iter()
-        .filter_map(|v| v.to_str().ok());
-    let Ok((codec, echo)) = Codec::negotiate(offered) else {
-        return plain(
-            StatusCode::BAD_REQUEST,
-            "no supported sub-protocol offered\n",
-        );
-    };
-    let origin = req
-        .headers()
-        .get(header::ORIGIN)
-        .and_then(|o| o.to_str().ok());
+        .map(|(name, value)| upgrade::Header {
+            name: name.as_str(),
+            value: value.as_bytes(),
+        })
+        .collect();
     let query = req.uri().query();
-    let cookies = req
-        .headers()
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok());
-    let credentials = UpgradeCredentials::from_request(query, cookies, &site.cookie_name);
-    let outbox = Arc::new(Outbox::new(site.engine_queue_bytes()));
+    let handshake =
+        match upgrade::validate(req.method().as_str(), &headers, query, &site.cookie_name) {
+            Ok(h) => h,
+            Err(e) => {
+                let status =
+                    StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+                let mut r = Response::new(Full::new(Bytes::from(format!("{e}\n"))));
+                *r.status_mut() = status;
+                if e == UpgradeError::Version {
+                    r.headers_mut().insert(
+                        header::SEC_WEBSOCKET_VERSION,
+                        HeaderValue::from_static("13"),
+                    );
+                }
+                return r;
+            }
+        };
+    let codec = handshake.codec;
+    let outbox = Arc::new(Outbox::new(site.engine.max_queue_bytes()));
     let opened = site.engine.open(
         Upgrade {
             codec,
-            origin,
-            credentials,
+            origin: handshake.origin,
+            credentials: handshake.credentials,
         },
         outbox.clone(),
     );
@@ -489,20 +516,23 @@ fn upgrade(site: &Arc<Site>, mut req: Request<Incoming>, peer: SocketAddr) -> Re
         }
     };
     tracing::debug!(%peer, conn = conn.0, query = %RedactedQuery(query.unwrap_or("")), ?codec, "connection open");
+    let accept = HeaderValue::from_str(handshake.accept_str()).ok();
+    let echo_protocol = handshake.echo_protocol;
+    drop(headers);
     let on_upgrade = hyper::upgrade::on(&mut req);
     let engine = site.engine.clone();
-    let ws_config = site.ws_config;
     tokio::spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => {
-                let ws = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
-                    Role::Server,
-                    Some(ws_config),
-                )
-                .await;
-                crate::conn::run(ws, conn, outbox, engine).await;
-            }
+            Ok(upgraded) => match upgraded.downcast::<TokioIo<TcpStream>>() {
+                Ok(parts) => {
+                    let (rd, wr) = parts.io.into_inner().into_split();
+                    crate::conn::run(rd, wr, parts.read_buf, conn, outbox, engine).await;
+                }
+                Err(upgraded) => {
+                    let (rd, wr) = tokio::io::split(TokioIo::new(upgraded));
+                    crate::conn::run(rd, wr, Bytes::new(), conn, outbox, engine).await;
+                }
+            },
             Err(e) => {
                 tracing::debug!(%peer, error = %e, "upgrade failed");
                 engine.closed(conn);
@@ -514,20 +544,14 @@ fn upgrade(site: &Arc<Site>, mut req: Request<Incoming>, peer: SocketAddr) -> Re
     let h = r.headers_mut();
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    if let Ok(v) = HeaderValue::from_str(&key) {
+    if let Some(v) = accept {
         h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
     }
-    if echo {
+    if echo_protocol {
         h.insert(
             header::SEC_WEBSOCKET_PROTOCOL,
             HeaderValue::from_static(codec.subprotocol()),
         );
     }
     r
-}
-
-impl Site {
-    fn engine_queue_bytes(&self) -> usize {
-        self.engine.max_queue_bytes()
-    }
 }

@@ -97,6 +97,15 @@ pub struct FileConfig {
     shutdown_grace_secs: Option<f64>,
     cookie_name: Option<String>,
     ws_path: Option<String>,
+    max_rooms: Option<usize>,
+    max_history_bytes: Option<usize>,
+    max_reply_bytes: Option<usize>,
+    max_recover: Option<usize>,
+    max_fragments: Option<usize>,
+    handshake_timeout_secs: Option<f64>,
+    max_pending_auth: Option<usize>,
+    jwt_audience: Option<String>,
+    jwt_issuer: Option<String>,
     #[serde(default)]
     namespaces: BTreeMap<String, NamespaceFile>,
 }
@@ -131,6 +140,10 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// HS256 secret, if tokens are accepted.
     pub jwt_secret: Option<String>,
+    /// Required `aud` of tokens, if any.
+    pub jwt_audience: Option<String>,
+    /// Required `iss` of tokens, if any.
+    pub jwt_issuer: Option<String>,
     /// Allowed origins.
     pub allowed_origins: Vec<String>,
     /// The hub's settings.
@@ -222,6 +235,7 @@ impl Settings {
         if let Some(v) = cli.max_frame.or(file.max_frame) {
             hub.max_frame = v;
             hub.max_queue_bytes = hub.max_queue_bytes.max(v);
+            hub.max_reply_bytes = hub.max_reply_bytes.max(v);
         }
         if let Some(v) = cli.ping_interval.or(file.ping_interval) {
             hub.ping_interval = secs("ping_interval", v)?;
@@ -246,6 +260,27 @@ impl Settings {
         }
         if let Some(v) = file.token_leeway_secs {
             hub.token_leeway_secs = v;
+        }
+        if let Some(v) = file.max_rooms {
+            hub.max_rooms = v;
+        }
+        if let Some(v) = file.max_history_bytes {
+            hub.max_history_bytes = v;
+        }
+        if let Some(v) = file.max_reply_bytes {
+            hub.max_reply_bytes = v;
+        }
+        if let Some(v) = file.max_recover {
+            hub.max_recover = v;
+        }
+        if let Some(v) = file.max_fragments {
+            hub.max_fragments = v;
+        }
+        if let Some(v) = file.handshake_timeout_secs {
+            hub.handshake_timeout = secs("handshake_timeout_secs", v)?;
+        }
+        if let Some(v) = file.max_pending_auth {
+            hub.max_pending_auth = v;
         }
         let mut namespaces = file.namespaces;
         let default_ns = namespaces
@@ -274,6 +309,8 @@ impl Settings {
                 .or(file.listen)
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
             jwt_secret: cli.jwt_secret.or(file.jwt_secret),
+            jwt_audience: file.jwt_audience,
+            jwt_issuer: file.jwt_issuer,
             allowed_origins: if cli.allowed_origin.is_empty() {
                 file.allowed_origin.unwrap_or_default()
             } else {
@@ -346,6 +383,29 @@ mod tests {
         assert_eq!(chat.history_size, 100);
         assert!(chat.presence);
         assert_eq!(s.hub.namespace_of("other").history_size, 5);
+    }
+
+    #[test]
+    fn limits_from_the_file() {
+        let file: FileConfig = toml::from_str(
+            "max_rooms = 7\nmax_history_bytes = 4096\nmax_reply_bytes = 70000\nmax_recover = 9\n\
+             max_fragments = 3\nhandshake_timeout_secs = 0.5\nmax_pending_auth = 2\n\
+             jwt_audience = \"app\"\njwt_issuer = \"idp\"\n",
+        )
+        .unwrap();
+        let s = Settings::merge(parse(&[]), file).unwrap();
+        assert_eq!(s.hub.max_rooms, 7);
+        assert_eq!(s.hub.max_history_bytes, 4096);
+        assert_eq!(s.hub.max_reply_bytes, 70000);
+        assert_eq!(s.hub.max_recover, 9);
+        assert_eq!(s.hub.max_fragments, 3);
+        assert_eq!(s.hub.handshake_timeout, Duration::from_millis(500));
+        assert_eq!(s.hub.max_pending_auth, 2);
+        assert_eq!(s.jwt_audience.as_deref(), Some("app"));
+        assert_eq!(s.jwt_issuer.as_deref(), Some("idp"));
+        let file: FileConfig = toml::from_str("max_reply_bytes = 10").unwrap();
+        let e = Settings::merge(parse(&[]), file).unwrap_err().to_string();
+        assert!(e.contains("max_reply_bytes"), "{e}");
     }
 
     #[test]

@@ -216,7 +216,10 @@ mod tests {
             format!("{}", RedactedQuery("a=1&token=secret&b=2")),
             "a=[redacted]&token=[redacted]&b=[redacted]"
         );
-        assert_eq!(format!("{}", RedactedQuery("x%0a\nlog=1&flag")), "x?0a?log=[redacted]&flag");
+        assert_eq!(
+            format!("{}", RedactedQuery("x%0a\nlog=1&flag")),
+            "x?0a?log=[redacted]&flag"
+        );
         assert_eq!(format!("{}", RedactedQuery("token=s")), "token=[redacted]");
     }
 }
