@@ -6,6 +6,8 @@
 #   ../shared/peers/setup.sh /tmp/switchboard-peers     # once
 #   cargo build --release -p switchboard-tokio --bin switchboard -p switchboard-loadgen
 #   benches/compare.sh [PEERS_DIR]
+#   SERVER_BEFORE=/path/to/old/switchboard ONLY="switchboard-before switchboard" benches/compare.sh
+#                                  # a before/after comparison of one change
 #
 # Loopback only; every load run is bounded (--duration-limit) and every
 # server it starts is killed on exit.
@@ -16,6 +18,7 @@ SERVER="${SERVER:-$here/target/release/switchboard}"
 LOADGEN="${LOADGEN:-$here/target/release/switchboard-loadgen}"
 OUT="${OUT:-/tmp/sb-compare}"
 ONLY="${ONLY:-switchboard switchboard+history rust_bare node_ws fastapi}"
+ROUNDS="${ROUNDS:-1}"
 mkdir -p "$OUT"
 ulimit -n 20000 2>/dev/null || true
 
@@ -31,6 +34,10 @@ start() { # name -> sets url, pid, gen (loadgen protocol args)
     case $name in
         switchboard)
             "$SERVER" --listen "127.0.0.1:$port" --allow-anonymous >/dev/null 2>"$OUT/$name.err" &
+            url="ws://127.0.0.1:$port/ws"; gen=() ;;
+        switchboard-before)
+            # SERVER_BEFORE: a build of an earlier commit, to compare in one run.
+            "${SERVER_BEFORE:?set SERVER_BEFORE to an earlier switchboard binary}" --listen "127.0.0.1:$port" --allow-anonymous >/dev/null 2>"$OUT/$name.err" &
             url="ws://127.0.0.1:$port/ws"; gen=() ;;
         switchboard+history)
             printf 'allow_anonymous = true\n[namespaces.bench]\nhistory_size = 100\n' >"$OUT/history.toml"
@@ -59,11 +66,13 @@ run() { # name scenario args...
     echo "$name $scenario: $(head -c 300 "$OUT/$name.$scenario.json")" >&2
 }
 
+for round in $(seq "$ROUNDS"); do
 for name in $ONLY; do
     run "$name" idle10k --connections 10000 --idle-secs 5 --duration-limit 120
     run "$name" fan1k --connections 1000 --messages 2000 --payload 100 --duration-limit 120
     run "$name" fan10k --connections 10000 --messages 200 --payload 100 --duration-limit 180
     run "$name" lat1k --connections 1000 --messages 200 --rate 20 --duration-limit 60
+done
 done
 
 python3 - "$OUT" $ONLY <<'PY'

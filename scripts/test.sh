@@ -95,6 +95,13 @@ if command -v rustup >/dev/null 2>&1; then
             rustup component add "$component"
         fi
     done
+    # The fuzz targets (fuzz/) need a nightly toolchain for libFuzzer.
+    if rustup toolchain list | grep -q '^nightly'; then
+        note "toolchain nightly (fuzzing): present"
+    else
+        note "toolchain nightly (fuzzing): installing"
+        rustup toolchain install nightly --profile minimal
+    fi
 else
     note "rustup not found: assuming the targets thumbv7em-none-eabihf, wasm32-unknown-unknown and rustfmt, clippy are installed"
 fi
@@ -109,6 +116,9 @@ step cargo test -p switchboard-core --no-default-features
 # The browser test must not skip silently here.
 export SWITCHBOARD_REQUIRE_BROWSER=1
 step cargo test --workspace
+
+# Every fuzz target for a short, fixed time on its committed corpus.
+step bash fuzz/run.sh "${FUZZ_SECONDS:-15}"
 
 header "all checks passed"
 printf '    %s\n' "${SUMMARY[@]}"

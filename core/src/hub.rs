@@ -352,6 +352,7 @@ pub fn admits(queued: usize, len: usize, max_queue_bytes: usize, reply: bool) ->
 
 /// One message in the hub-wide order of kept history (oldest first).
 #[derive(Debug, Clone, Copy)]
+#[cfg_attr(not(feature = "alloc"), allow(dead_code))]
 struct Kept {
     room: u32,
     offset: u64,

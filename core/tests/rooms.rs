@@ -8,7 +8,9 @@
 
 mod support;
 
-use support::{Harness, at, publish, unsubscribe};
+use support::{Harness, at, auth, publish, unsubscribe};
+use switchboard_core::UpgradeCredentials;
+use switchboard_core::hub::{PublishError, Refusal};
 use switchboard_core::protocol::{ClientFrame, Codec, Recover, ServerFrame};
 use switchboard_core::{Config, ConnId, Duration, NamespaceConfig};
 
@@ -1222,4 +1224,311 @@ mod prop {
             run(&ops, 3, anchor)?;
         }
     }
+}
+
+// ------------------------------------------------ limits on state (issue 7)
+
+/// A payload of `n` bytes that is JSON (a string).
+#[cfg(feature = "alloc")]
+fn big(n: usize, tag: u64) -> Vec<u8> {
+    let mut v = format!("\"{tag}:").into_bytes();
+    v.resize(n - 1, b'x');
+    v.push(b'"');
+    v
+}
+
+#[cfg(feature = "alloc")]
+#[test]
+fn max_rooms_refuses_one_more_room_with_4006() {
+    let mut h = Harness::new(Config {
+        max_rooms: 2,
+        ..kept(10, 300)
+    });
+    let (c, _) = h.connect(P, "user:alice");
+    assert!(!sub(&mut h, c, "a", 1, None, false).recovered);
+    h.publish("chat:kept", b"1").unwrap();
+    assert_eq!(h.hub.stats().rooms, 2);
+    // A third room, by subscribe or by a publish that would keep history: 4006.
+    h.send(c, &support::subscribe("b", 2));
+    assert!(matches!(
+        &h.take(c).frames()[..],
+        [ServerFrame::Error {
+            id: Some(2),
+            code: 4006,
+            ..
+        }]
+    ));
+    assert_eq!(h.publish("chat:other", b"1"), Err(PublishError::RoomLimit));
+    h.send(c, &publish("chat:third", b"1", Some(3)));
+    assert!(matches!(
+        &h.take(c).frames()[..],
+        [ServerFrame::Error {
+            id: Some(3),
+            code: 4006,
+            ..
+        }]
+    ));
+    // A publish to a room that keeps nothing creates nothing and is not refused.
+    assert_eq!(h.publish("nobody", b"1"), Ok(0));
+    assert_eq!(h.hub.stats().rooms, 2);
+}
+
+#[cfg(feature = "alloc")]
+#[test]
+fn history_budget_drops_the_oldest_messages_of_the_hub_first() {
+    let mut h = Harness::new(Config {
+        max_history_bytes: 20 * 1024,
+        ..kept(1000, 3600)
+    });
+    let (c, _) = h.connect(P, "user:alice");
+    // Room A first, then B: A's oldest messages go first.
+    for i in 1..=10 {
+        h.publish("chat:a", &big(1000, i)).unwrap();
+    }
+    for i in 1..=10 {
+        h.publish("chat:b", &big(1000, i)).unwrap();
+    }
+    for i in 11..=20 {
+        h.publish("chat:b", &big(1000, i)).unwrap();
+    }
+    let s = h.hub.stats();
+    assert!(s.history_bytes <= 20 * 1024, "{s:?}");
+    assert!(s.history_evicted >= 10, "{s:?}");
+    // Room A is gone entirely (its messages were the oldest), B keeps its latest.
+    let (_, offset, msgs) = hist(&mut h, c, "chat:a", 1, None, Some(100));
+    assert!(msgs.is_empty() && offset == 0, "{offset} {msgs:?}");
+    let (_, offset, msgs) = hist(&mut h, c, "chat:b", 2, None, Some(100));
+    assert_eq!(offset, 20);
+    let kept = offsets(
+        &msgs
+            .iter()
+            .map(|(o, d)| ((), *o, d.clone()))
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(kept.last(), Some(&20));
+    assert!(
+        kept.windows(2).all(|w| w[1] == w[0] + 1),
+        "contiguous: {kept:?}"
+    );
+    // TTL expiry gives the budget back.
+    h.advance(Duration::from_secs(3601));
+    assert_eq!(h.hub.stats().history_bytes, 0);
+    assert_eq!(h.hub.stats().history_messages, 0);
+}
+
+#[cfg(feature = "alloc")]
+#[test]
+fn history_replies_stop_at_max_reply_bytes_and_page_without_gaps() {
+    let mut h = Harness::new(Config {
+        max_reply_bytes: 100 * 1024,
+        max_queue_bytes: 1024 * 1024,
+        ..kept(100, 3600)
+    });
+    let (c, _) = h.connect(Codec::Json, "user:alice");
+    for i in 1..=100 {
+        h.publish("chat:big", &big(20_000, i)).unwrap();
+    }
+    let mut since = 0;
+    let mut seen = Vec::new();
+    for id in 1..=100 {
+        h.send(c, &history("chat:big", id, Some(since), Some(100)));
+        let rx = h.take(c);
+        let raw = rx.raw_frames();
+        assert_eq!(raw.len(), 1);
+        assert!(
+            raw[0].len() <= 100 * 1024,
+            "reply of {} bytes",
+            raw[0].len()
+        );
+        let frames = rx.frames();
+        let ServerFrame::History { messages, .. } = &frames[0] else {
+            panic!("{frames:?}");
+        };
+        if messages.is_empty() {
+            break;
+        }
+        assert!(messages.len() < 100);
+        for m in messages.iter() {
+            seen.push(m.offset);
+            since = m.offset;
+        }
+    }
+    assert_eq!(seen, range(1..=100));
+    assert!(h.is_open(c));
+}
+
+#[cfg(feature = "alloc")]
+#[test]
+fn a_recovery_over_the_bounds_is_not_a_recovery() {
+    let mut h = Harness::new(Config {
+        max_recover: 5,
+        max_reply_bytes: 64 * 1024,
+        ..kept(100, 3600)
+    });
+    let (c, _) = h.connect(P, "user:alice");
+    let s = sub(&mut h, c, "chat:r", 1, None, false);
+    for i in 1..=10 {
+        h.publish("chat:r", &data(i)).unwrap();
+    }
+    take_messages(&mut h, c);
+    let (d, _) = h.connect(P, "user:bob");
+    // 10 to replay > max_recover 5.
+    let r = sub(&mut h, d, "chat:r", 2, Some((&s.epoch, 0)), false);
+    assert!(!r.recovered && r.messages.is_empty(), "{r:?}");
+    // 5 to replay: fine.
+    let (e, _) = h.connect(P, "user:carol");
+    let r = sub(&mut h, e, "chat:r", 3, Some((&s.epoch, 5)), false);
+    assert!(r.recovered && r.messages.len() == 5, "{r:?}");
+    // Within max_recover but over max_reply_bytes: not recovered either.
+    for i in 11..=14 {
+        h.publish("chat:r", &big(20_000, i)).unwrap();
+    }
+    let (f, _) = h.connect(P, "user:dave");
+    let r = sub(&mut h, f, "chat:r", 4, Some((&s.epoch, 10)), false);
+    assert!(!r.recovered && r.messages.is_empty(), "{r:?}");
+}
+
+#[test]
+fn deep_json_data_is_refused_with_4000() {
+    let mut h = Harness::new(chat(NamespaceConfig::default()));
+    let (c, _) = h.connect(P, "user:alice");
+    sub(&mut h, c, "chat:deep", 1, None, false);
+    let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    h.send(c, &publish("chat:deep", deep.as_bytes(), Some(2)));
+    let frames = h.take(c);
+    assert!(matches!(
+        &frames.frames()[..],
+        [ServerFrame::Error {
+            id: Some(2),
+            code: 4000,
+            ..
+        }]
+    ));
+    assert_eq!(
+        h.publish("chat:deep", deep.as_bytes()),
+        Err(PublishError::TooDeep)
+    );
+    // 100 levels, deep brackets inside a string, or bytes that are not JSON: fine.
+    let ok = format!("{}{}", "[".repeat(100), "]".repeat(100));
+    let in_string = format!("[\"{}\"]", "[".repeat(300));
+    for payload in [ok.as_bytes(), in_string.as_bytes(), &[0xff; 300][..]] {
+        h.send(c, &publish("chat:deep", payload, Some(3)));
+        assert!(!messages(&h.take(c).frames()).is_empty());
+    }
+}
+
+#[test]
+fn connections_waiting_for_auth_are_bounded() {
+    let mut h = Harness::new(Config {
+        max_pending_auth: 2,
+        ..quiet()
+    });
+    let a = h.open(P);
+    let _b = h.open(P);
+    assert_eq!(h.hub.stats().pending_auth, 2);
+    let err = h
+        .try_open(P, None, UpgradeCredentials::default())
+        .unwrap_err();
+    assert_eq!(err, Refusal::Capacity);
+    // With a token in the upgrade it is not left waiting: admitted.
+    h.open_query(P, "user:zed");
+    // Authenticating frees a slot.
+    h.send(a, &auth("user:alice"));
+    assert_eq!(h.hub.stats().pending_auth, 1);
+    h.open(P);
+    assert_eq!(h.hub.stats().pending_auth, 2);
+}
+
+#[test]
+fn accepted_sockets_count_toward_max_connections() {
+    let mut h = Harness::new(Config {
+        max_connections: 2,
+        allow_anonymous: true,
+        ..quiet()
+    });
+    h.hub.handle_accept().unwrap();
+    h.hub.handle_accept().unwrap();
+    h.hub.handle_accept().unwrap();
+    assert_eq!(h.hub.stats().http_sockets, 3);
+    // The one asking is one of the three: two others already fill the limit.
+    let err = h
+        .try_open(P, None, UpgradeCredentials::default())
+        .unwrap_err();
+    assert_eq!(err, Refusal::Capacity);
+    h.hub.handle_http_end();
+    h.open(P);
+    h.hub.handle_http_end();
+    // Past max_connections + the HTTP reserve, accepts are refused.
+    while h.hub.handle_accept().is_ok() {}
+    assert_eq!(
+        h.hub.stats().http_sockets + h.hub.stats().connections,
+        2 + switchboard_core::hub::HTTP_RESERVE
+    );
+}
+
+#[test]
+fn pings_are_metered_and_answered_through_the_queue() {
+    use switchboard_core::ws::{Event, Violation};
+    let mut h = Harness::new(Config {
+        rate_limit: 10,
+        rate_burst: 10,
+        rate_limit_close_after: Duration::from_secs(1),
+        allow_anonymous: true,
+        ..quiet()
+    });
+    let c = h.open(P);
+    h.take(c);
+    let now = h.now;
+    for _ in 0..30 {
+        h.hub.handle_ws(now, c, Ok(Event::Ping(b"x")));
+        h.drain();
+    }
+    let pongs = h
+        .take(c)
+        .events
+        .iter()
+        .filter(|(_, e)| *e == support::Rx::Pong)
+        .count();
+    assert_eq!(pongs, 10, "only the burst is answered");
+    // Persistently over the limit (Pongs and fragments count too): 4008.
+    for i in 0..200 {
+        let t = now + Duration::from_millis(10 * i);
+        h.set_now(t);
+        let ev = if i % 2 == 0 {
+            Event::Pong
+        } else {
+            Event::Fragment
+        };
+        h.hub.handle_ws(t, c, Ok(ev));
+        h.drain();
+    }
+    assert_eq!(h.take(c).close(), Some(4008));
+    // A violation closes with its code; a Close frame is echoed.
+    let d = h.open(P);
+    h.hub.handle_ws(
+        h.now,
+        d,
+        Err(Violation {
+            code: 1007,
+            reason: "utf-8",
+        }),
+    );
+    h.drain();
+    assert_eq!(h.take(d).close(), Some(1007));
+    let e = h.open(P);
+    h.hub
+        .handle_ws(h.now, e, Ok(Event::Close { code: Some(4321) }));
+    h.drain();
+    assert_eq!(h.take(e).close(), Some(4321));
+}
+
+#[test]
+fn token_claims_sub_length() {
+    let mut h = Harness::new(quiet());
+    let long = format!("user:{}", "u".repeat(129));
+    let c = h.open(P);
+    h.send(c, &auth(&long));
+    assert_eq!(h.take(c).close(), Some(4001));
+    let exact = format!("user:{}", "u".repeat(128));
+    h.connect(P, &exact);
 }
