@@ -23,8 +23,8 @@ const CLOSE_DEADLINE: Duration = Duration::from_millis(500);
 /// most of the time.
 const READ_BUFFER: usize = 512;
 
-/// Frames handed to one vectored write.
-const MAX_IOV: usize = 64;
+/// Frames handed to one vectored write (Linux's `IOV_MAX`).
+const MAX_IOV: usize = 1024;
 
 /// Runs connection `conn` on its socket halves; `pending` holds bytes the
 /// HTTP layer read past the upgrade request.
@@ -41,6 +41,9 @@ pub(crate) async fn run<R, W>(
 {
     // An atomic only because the task must be `Send`; one task touches it.
     let held = std::sync::atomic::AtomicUsize::new(0);
+    if pending.is_empty() {
+        pending = Bytes::new();
+    }
     let reader = async {
         let (max_message, max_fragments) = engine.message_limits();
         let mut ws: Reader = Reader::new(max_message, max_fragments);
@@ -58,6 +61,10 @@ pub(crate) async fn run<R, W>(
             } else {
                 let n = pending.len().min(READ_BUFFER);
                 buf[..n].copy_from_slice(&pending.split_to(n));
+                if pending.is_empty() {
+                    // Even empty, it would keep the HTTP layer's read buffer.
+                    pending = Bytes::new();
+                }
                 n
             };
             let mut at = 0;
