@@ -245,6 +245,9 @@ enum Slow {
     Partial,
     /// Sends part of a head, then one byte every 100 ms, forever.
     Trickle,
+    /// Sends a whole `GET /healthz` (keep-alive), reads the answer, then
+    /// never starts the next request.
+    KeepAlive,
 }
 
 const PARTIAL_HEAD: &[u8] =
@@ -258,8 +261,16 @@ async fn slowloris(
     within: Duration,
 ) -> tokio::task::JoinHandle<Option<Duration>> {
     let mut s = wire::tcp(addr).await;
-    if !matches!(kind, Slow::Silent) {
-        s.write_all(PARTIAL_HEAD).await.expect("write");
+    match kind {
+        Slow::Silent => {}
+        Slow::Partial | Slow::Trickle => s.write_all(PARTIAL_HEAD).await.expect("write"),
+        Slow::KeepAlive => {
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                .await
+                .expect("write");
+            let (status, _, _) = wire::read_head(&mut s).await.expect("healthz answer");
+            assert_eq!(status, 200);
+        }
     }
     tokio::spawn(async move {
         let start = Instant::now();
@@ -296,8 +307,8 @@ async fn slowloris_dropped_after_handshake_timeout<H: Harness>() {
     )
     .await;
     let mut socks = Vec::new();
-    for i in 0..21 {
-        let kind = [Slow::Silent, Slow::Partial, Slow::Trickle][i % 3];
+    for i in 0..20 {
+        let kind = [Slow::Silent, Slow::Partial, Slow::Trickle, Slow::KeepAlive][i % 4];
         socks.push((
             kind,
             slowloris(hub.addr(), kind, Duration::from_secs(5)).await,
@@ -854,6 +865,13 @@ async fn protocol_violations_close_1002_and_1007<H: Harness>() {
             wire::frame(true, wire::CLOSE, &[3]),
             1002,
         ),
+        ("a Close with code 999", wire::close(999), 1002),
+        ("a Close with code 1005", wire::close(1005), 1002),
+        (
+            "a Close with an invalid UTF-8 reason",
+            wire::frame(true, wire::CLOSE, b"\x03\xe8\xff"),
+            1007,
+        ),
     ];
     for (what, bytes, code) in cases {
         let mut ws = raw_anon(&hub).await;
@@ -876,6 +894,21 @@ async fn protocol_violations_close_1002_and_1007<H: Harness>() {
     .await
     .unwrap();
     assert_eq!(ws.json().await, json!({"type": "pong", "id": 3}));
+    // A control frame between the fragments of a message is allowed.
+    let msg = ping_json(4);
+    let (head, tail) = msg.as_bytes().split_at(5);
+    ws.send(
+        &[
+            wire::frame(false, wire::TEXT, head),
+            wire::frame(true, wire::PING, b"between"),
+            wire::frame(true, wire::CONT, tail),
+        ]
+        .concat(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ws.frame().await, Frame::Pong(b"between".to_vec()));
+    assert_eq!(ws.json().await, json!({"type": "pong", "id": 4}));
     drop(ws);
     // A client's Close is answered with a Close echoing its code.
     for code in [1000u16, 1001, 3000, 4321] {
@@ -1152,8 +1185,8 @@ async fn upgrade_headers_validated<H: Harness>() {
     ] {
         assert_eq!(status(key).await, 400, "Sec-WebSocket-Key {what}");
     }
-    let (status, _) = wire::http(addr, "HEAD", "/healthz").await;
-    assert_eq!(status, 200, "HEAD /healthz");
+    let (status, body) = wire::http(addr, "HEAD", "/healthz").await;
+    assert_eq!((status, body.as_str()), (200, ""), "HEAD /healthz");
     let (status, body) = wire::http(addr, "GET", "/healthz").await;
     assert_eq!(status, 200, "{body}");
 }
@@ -1215,6 +1248,19 @@ async fn unfinished_message_bounded_1009<H: Harness>() {
             "a first fragment over max_frame",
             wire::frame(false, wire::TEXT, &b[..1100]),
         ),
+        (
+            // Only the header: refused before the payload (never allocated).
+            "a header announcing 1 TiB",
+            [0x81, 0x80 | 127, 0, 0, 1, 0, 0, 0, 0, 0, 1, 2, 3, 4].to_vec(),
+        ),
+        (
+            "a continuation header announcing 1 TiB",
+            [
+                wire::frame(false, wire::TEXT, &b[..100]),
+                [0x80, 0x80 | 127, 0, 0, 1, 0, 0, 0, 0, 0, 1, 2, 3, 4].to_vec(),
+            ]
+            .concat(),
+        ),
     ];
     for (what, bytes) in cases {
         let mut ws = raw_anon(&hub).await;
@@ -1222,6 +1268,179 @@ async fn unfinished_message_bounded_1009<H: Harness>() {
         assert_eq!(ws.end().await, Frame::Close(Some(1009)), "{what}");
     }
     eventually("all closed", || hub.connections() == 0).await;
+    // Unfinished messages count in the hub's memory accounting (`/healthz`
+    // `inbound_bytes`), each bounded by max_frame, and are given back.
+    let inbound = || async {
+        let (status, body) = wire::http(hub.addr(), "GET", "/healthz").await;
+        assert_eq!(status, 200);
+        let h: Value = serde_json::from_str(&body).expect("healthz JSON");
+        h["inbound_bytes"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no inbound_bytes in /healthz: {h}"))
+    };
+    const N: u64 = 20;
+    let mut held = Vec::new();
+    for _ in 0..N {
+        let mut ws = raw_anon(&hub).await;
+        ws.send(&wire::frame(false, wire::TEXT, &b[..1000]))
+            .await
+            .unwrap();
+        held.push(ws);
+    }
+    let deadline = Instant::now() + WAIT;
+    let mut got = inbound().await;
+    while got < N * 1000 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        got = inbound().await;
+    }
+    assert!(
+        (N * 1000..=N * 1024).contains(&got),
+        "{N} unfinished messages of 1000 bytes (max_frame 1024) hold {got} bytes"
+    );
+    drop(held);
+    eventually("connections closed", || hub.connections() == 0).await;
+    let deadline = Instant::now() + WAIT;
+    while inbound().await != 0 {
+        assert!(Instant::now() < deadline, "inbound_bytes not given back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+// ----------------------------------------------------------------- 15 ---
+
+/// Set in the child process that [`logs_carry_no_secrets`] runs.
+const LOG_CHILD: &str = "SB_HOSTILE_LOG_CHILD";
+
+/// The child's part: a hub logging at `RUST_LOG=trace` to stderr, and
+/// clients presenting tokens every way, plus refused upgrades with query
+/// parameters.
+async fn log_child<H: Harness>() {
+    switchboard_tokio::init_logging();
+    let hub = H::start(
+        Config {
+            auth_timeout: Duration::from_secs(2).into(),
+            ..Config::default()
+        },
+        &["https://good.example"],
+    )
+    .await;
+    // The clients write frames by hand: tungstenite's own traces (of the
+    // client side, in this process too) must not blur what the hub logs.
+    let addr = hub.addr();
+    let t = |who: &str| token(json!({"sub": who, "exp": hour()}));
+    let upgrade = |target: &str, extra: &[(&str, &[u8])]| {
+        wire::upgrade_request(target, wire::ws_key().as_bytes(), extra)
+    };
+    // Token in the first frame, then a refresh.
+    let mut a = RawWs::connect(addr, "/ws").await;
+    let auth = json!({"type": "auth", "token": t("frame-user")}).to_string();
+    a.send(&wire::text(&auth)).await.unwrap();
+    assert_eq!(a.json().await["type"], "welcome");
+    a.send(&wire::text(&auth)).await.unwrap();
+    assert_eq!(a.json().await["type"], "authed");
+    a.send(&wire::text(&ping_json(1))).await.unwrap();
+    assert_eq!(a.json().await["type"], "pong");
+    // In the query and in the cookie, with other parameters.
+    let target = format!(
+        "/ws?session=query-value-1&token={}&x=query-value-2",
+        t("query-user")
+    );
+    let mut b = RawWs::connect(addr, &target).await;
+    assert_eq!(b.json().await["type"], "welcome");
+    let cookie = format!("sb_token={}", t("cookie-user"));
+    let req = upgrade("/ws", &[("Cookie", cookie.as_bytes())]);
+    let mut c = RawWs::handshake(wire::tcp(addr).await, &req)
+        .await
+        .expect("cookie upgrade");
+    assert_eq!(c.json().await["type"], "welcome");
+    // A refused upgrade (bad origin) and a bad token.
+    let target = format!("/ws?session=query-value-3&token={}", t("refused-user"));
+    let req = upgrade(&target, &[("Origin", b"https://evil.example")]);
+    assert_eq!(wire::http_status(addr, &req).await, 403);
+    let mut d = RawWs::connect(addr, "/ws?token=bad-token-value.x.y&y=query-value-4").await;
+    assert_eq!(d.end().await, Frame::Close(Some(4001)));
+    hub.shutdown(1001).await;
+    eprintln!("log child done");
+}
+
+/// Issue 7 §7 "Logs": at `RUST_LOG=trace` neither tokens (in any of their
+/// three places) nor query parameter values reach the logs. Runs this test
+/// binary again as a child process (logging is global to a process) and
+/// reads its stderr.
+async fn logs_carry_no_secrets<H: Harness>() {
+    if std::env::var_os(LOG_CHILD).is_some() {
+        return log_child::<H>().await;
+    }
+    // libtest names the test thread after the test; without that name,
+    // the child runs every test whose name contains this one's.
+    let exact = std::thread::current()
+        .name()
+        .filter(|n| n.ends_with("logs_carry_no_secrets"))
+        .map(str::to_owned);
+    let mut args = vec!["--nocapture".to_owned(), "--test-threads=1".to_owned()];
+    match exact {
+        Some(name) => args.extend([name, "--exact".to_owned()]),
+        None => args.push("logs_carry_no_secrets".to_owned()),
+    }
+    let mut child = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args(&args)
+        .env(LOG_CHILD, "1")
+        .env("RUST_LOG", "trace")
+        .env("RUST_BACKTRACE", "0")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn the child");
+    let pipe = |mut r: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = Vec::new();
+            let _ = r.read_to_end(&mut s);
+            String::from_utf8_lossy(&s).into_owned()
+        })
+    };
+    let out = pipe(Box::new(child.stdout.take().expect("stdout")));
+    let err = pipe(Box::new(child.stderr.take().expect("stderr")));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the log child did not finish in 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let logs = format!(
+        "{}{}",
+        out.join().expect("stdout"),
+        err.join().expect("stderr")
+    );
+    assert!(status.success(), "the log child failed:\n{logs}");
+    assert!(
+        logs.contains("log child done") && logs.contains("upgrade refused"),
+        "the child did not run or did not log:\n{logs}"
+    );
+    // Any token of the child is signed with SECRET: its header part is
+    // the same for all, and its signature part different each time.
+    let header = user_token("x").split('.').next().unwrap().to_owned();
+    for secret in [
+        header.as_str(),
+        "bad-token-value",
+        "query-value-1",
+        "query-value-2",
+        "query-value-3",
+        "query-value-4",
+    ] {
+        let line = logs.lines().find(|l| l.contains(secret));
+        assert!(
+            line.is_none(),
+            "{secret:?} reached the logs at RUST_LOG=trace: {:.400}",
+            line.unwrap_or_default()
+        );
+    }
 }
 
 mod tokio_runtime {
@@ -1245,5 +1464,6 @@ mod tokio_runtime {
         deep_json_refused_4000,
         upgrade_headers_validated,
         unfinished_message_bounded_1009,
+        logs_carry_no_secrets,
     );
 }
