@@ -107,6 +107,14 @@ else
 fi
 
 # ------------------------------------------------------------------ steps ---
+# The core is sans-I/O: nothing under core/src reads a clock.
+no_clock_in_core() {
+    if grep -rnE 'Instant::now|SystemTime' core/src; then
+        echo "core/src must not read a clock: time is an argument" >&2
+        return 1
+    fi
+}
+step no_clock_in_core
 step cargo fmt --all -- --check
 step cargo clippy --workspace --all-targets -- -D warnings
 step cargo build -p switchboard-core --no-default-features --target thumbv7em-none-eabihf

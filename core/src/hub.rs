@@ -1241,7 +1241,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             None if self.rooms.len() >= self.config.max_rooms => {
                 return self.reply_error(id, req, 4006, "room limit reached");
             }
-            None => match self.create_room(name) {
+            None => match self.create_room(name, now) {
                 Some(k) => k,
                 None => return self.reply_error(id, req, 4006, "room table full"),
             },
@@ -1349,10 +1349,13 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         }
     }
 
-    /// Creates room `name` with a fresh epoch.
-    fn create_room(&mut self, name: &str) -> Option<u32> {
+    /// Creates room `name` with a fresh epoch: the seed's randomness mixed
+    /// with the time, so that a restart (even with a fixed seed) never
+    /// reuses an epoch (PROTOCOL.md §9).
+    fn create_room(&mut self, name: &str, now: Instant) -> Option<u32> {
         let mut epoch = Epoch::new();
-        let _ = write!(epoch, "{:08x}", splitmix(&mut self.rng) as u32);
+        let mut mixed = splitmix(&mut self.rng) ^ now.as_micros();
+        let _ = write!(epoch, "{:016x}", splitmix(&mut mixed));
         let room = Room::<S> {
             name: room::to_name(name)?,
             epoch,
@@ -1615,7 +1618,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                 if self.rooms.len() >= self.config.max_rooms {
                     return Err(PublishError::RoomLimit);
                 }
-                self.create_room(name).ok_or(PublishError::Full)?
+                self.create_room(name, now).ok_or(PublishError::Full)?
             }
             None => return Ok(0),
         };

@@ -56,7 +56,7 @@ fn subscribed(frame: &ServerFrame<'_>, id: u64, room: &str) -> (String, u64, boo
         } => {
             assert_eq!((*got, r.as_str()), (id, room), "{frame:?}");
             assert!(messages.is_empty(), "no history on this hub: {frame:?}");
-            assert_eq!(epoch.len(), 8, "epoch is 8 hex digits: {frame:?}");
+            assert_eq!(epoch.len(), 16, "epoch is 16 hex digits: {frame:?}");
             (epoch.to_string(), *offset, *recovered)
         }
         other => panic!("expected subscribed {id} for {room}, got {other:?}"),

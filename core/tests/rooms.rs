@@ -1532,3 +1532,18 @@ fn token_claims_sub_length() {
     let exact = format!("user:{}", "u".repeat(128));
     h.connect(P, &exact);
 }
+
+#[test]
+fn epochs_differ_across_restarts_with_the_same_seed() {
+    let mut epochs = Vec::new();
+    for start in [at(0), at(1)] {
+        let mut h = Harness::new(quiet());
+        h.set_now(start);
+        let (c, _) = h.connect(P, "user:alice");
+        epochs.push(sub(&mut h, c, "room", 1, None, false).epoch);
+    }
+    assert_ne!(
+        epochs[0], epochs[1],
+        "same seed, another start: another epoch"
+    );
+}
