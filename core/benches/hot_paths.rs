@@ -150,6 +150,7 @@ fn bench_decode(c: &mut Criterion) {
                 room: "chat:lobby".into(),
                 data: data.as_slice().into(),
                 id: Some(9),
+                key: None,
             },
         ),
         (
@@ -297,6 +298,7 @@ fn recovery_hub(room: &str) -> (BenchHub, String, u64) {
             room: room.into(),
             data: data.as_slice().into(),
             id: Some(i),
+            key: None,
         };
         send(&mut hub, publisher, Codec::Json, &frame);
         drain(&mut hub, None);

@@ -114,6 +114,10 @@ pub struct Config {
     /// Most connections waiting for their `auth` frame at once; an upgrade
     /// that would wait too is refused with HTTP 503.
     pub max_pending_auth: usize,
+    /// How long an idempotency key is remembered (`idempotency_window_secs`).
+    pub idempotency_window: Duration,
+    /// Most idempotency keys kept; past it the oldest is forgotten early.
+    pub max_idempotency_keys: usize,
     /// Leeway on token expiry, in seconds.
     pub token_leeway_secs: u64,
     /// Timers closer together than this are served by one wake-up.
@@ -147,6 +151,8 @@ impl Default for Config {
             max_fragments: 128,
             handshake_timeout: Duration::from_secs(10),
             max_pending_auth: 1_000,
+            idempotency_window: Duration::from_secs(120),
+            max_idempotency_keys: 1_000_000,
             token_leeway_secs: 0,
             timer_granularity: Duration::from_millis(50),
             default_namespace: NamespaceConfig::default(),

@@ -25,6 +25,9 @@ use alloc::vec::Vec;
 
 #[doc(hidden)]
 pub mod invariants;
+mod keys;
+
+pub use keys::{Key, MAX_KEY_LEN, is_valid_key};
 
 /// A connection handle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -95,6 +98,10 @@ pub enum PublishError {
     RoomLimit,
     /// `data` is JSON nested deeper than [`crate::protocol::MAX_JSON_DEPTH`] (4000).
     TooDeep,
+    /// The idempotency key is not 1–64 bytes of `[A-Za-z0-9_.:@/+=-]` (4000).
+    BadKey,
+    /// This hub keeps no idempotency keys (no allocator) (4006).
+    NoKeys,
 }
 
 impl PublishError {
@@ -102,7 +109,8 @@ impl PublishError {
     pub fn code(self) -> u16 {
         match self {
             PublishError::BadRoom => 4005,
-            PublishError::TooLarge | PublishError::TooDeep => 4000,
+            PublishError::TooLarge | PublishError::TooDeep | PublishError::BadKey => 4000,
+            PublishError::NoKeys => 4006,
             PublishError::Full => 4013,
             PublishError::RoomLimit => 4006,
         }
@@ -117,6 +125,8 @@ impl fmt::Display for PublishError {
             PublishError::Full => "hub output storage full",
             PublishError::RoomLimit => "room limit reached",
             PublishError::TooDeep => "data nested too deeply",
+            PublishError::BadKey => "bad idempotency key",
+            PublishError::NoKeys => "idempotency keys are not kept by this hub",
         })
     }
 }
@@ -327,6 +337,10 @@ pub struct Stats {
     pub history_messages: usize,
     /// Messages dropped from history to stay within `max_history_bytes`.
     pub history_evicted: u64,
+    /// Idempotency keys remembered.
+    pub idempotency_keys: usize,
+    /// Keys forgotten before their window ended (`max_idempotency_keys`).
+    pub keys_evicted: u64,
 }
 
 /// Extra accepted sockets allowed past `max_connections` for plain HTTP
@@ -386,6 +400,7 @@ pub struct Hub<A: Authenticator, S: Storage> {
     /// already gone are skipped (and compacted away).
     kept: S::Queue<Kept>,
     kept_len: usize,
+    keys: keys::Keys,
 }
 
 fn splitmix(state: &mut u64) -> u64 {
@@ -428,6 +443,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             history_evicted: 0,
             kept: Default::default(),
             kept_len: 0,
+            keys: Default::default(),
         })
     }
 
@@ -463,6 +479,8 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             history_bytes: self.history_bytes,
             history_messages: self.history_messages,
             history_evicted: self.history_evicted,
+            idempotency_keys: self.keys.len(),
+            keys_evicted: self.keys.evicted,
         }
     }
 
@@ -583,6 +601,9 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         let codec = conn.codec;
         match conn.rate.check(now, config) {
             RateVerdict::Pass => {}
+            // Nothing but `welcome` may be the first frame (PROTOCOL.md §2):
+            // before it, a frame over the limit is dropped silently.
+            RateVerdict::Drop if matches!(conn.phase, Phase::AwaitingAuth { .. }) => return,
             RateVerdict::Drop => {
                 let req = codec.decode_client(bytes).ok().and_then(|f| f.id());
                 return self.reply_error(id, req, 4008, "rate limited");
@@ -746,6 +767,19 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
     /// subscribers receive it as `data` when it is valid JSON, else as
     /// `data_b64`.
     pub fn publish(&mut self, now: Instant, room: &str, data: &[u8]) -> Result<u64, PublishError> {
+        self.publish_keyed(now, room, data, None)
+    }
+
+    /// [`Hub::publish`] with an idempotency `key` (PROTOCOL.md §9): a key
+    /// already seen in `room` within the window returns the first offset and
+    /// publishes nothing.
+    pub fn publish_keyed(
+        &mut self,
+        now: Instant,
+        room: &str,
+        data: &[u8],
+        key: Option<&str>,
+    ) -> Result<u64, PublishError> {
         if !room::is_valid(room) {
             return Err(PublishError::BadRoom);
         }
@@ -755,7 +789,39 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         if crate::protocol::json_too_deep(data) {
             return Err(PublishError::TooDeep);
         }
-        self.broadcast_message(now, room, None, data)
+        self.publish_once(now, room, None, data, key)
+    }
+
+    /// Publishes unless `key` was seen in `room`; remembers the key.
+    fn publish_once(
+        &mut self,
+        now: Instant,
+        room: &str,
+        from: Option<ConnId>,
+        data: &[u8],
+        key: Option<&str>,
+    ) -> Result<u64, PublishError> {
+        let Some(key) = key else {
+            return self.broadcast_message(now, room, from, data);
+        };
+        if !is_valid_key(key) {
+            return Err(PublishError::BadKey);
+        }
+        if let Some(offset) = self.keys.seen(now, room, key) {
+            return Ok(offset);
+        }
+        if !cfg!(feature = "alloc") {
+            return Err(PublishError::NoKeys);
+        }
+        let offset = self.broadcast_message(now, room, from, data)?;
+        let (window, max) = (
+            self.config.idempotency_window,
+            self.config.max_idempotency_keys,
+        );
+        self.keys
+            .remember(now, room, key, offset, window, max)
+            .map_err(|()| PublishError::NoKeys)?;
+        Ok(offset)
     }
 
     /// Closes every connection with `code` (1001 shutdown, 1012 restart).
@@ -1104,9 +1170,16 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                 }
                 self.reply(id, &ServerFrame::Unsubscribed { id: req, room });
             }
-            ClientFrame::Publish { room, data, .. } => {
+            ClientFrame::Publish {
+                room, data, key, ..
+            } => {
                 if let Some(err) = self.check_room(id, &room, Grant::Publish) {
                     return self.reply_error(id, req, err.0, err.1);
+                }
+                let key = key.as_deref();
+                if key.is_some_and(|k| !is_valid_key(k)) {
+                    let e = PublishError::BadKey;
+                    return self.reply_error(id, req, e.code(), "bad idempotency key");
                 }
                 if crate::protocol::json_too_deep(&data) {
                     let e = PublishError::TooDeep;
@@ -1123,9 +1196,9 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                     Some(Codec::Json) if needs_compaction(&data) => {
                         let mut compact = Vec::new();
                         crate::protocol::json::compact_into(&data, &mut compact);
-                        self.broadcast_message(now, &room, Some(id), &compact)
+                        self.publish_once(now, &room, Some(id), &compact, key)
                     }
-                    _ => self.broadcast_message(now, &room, Some(id), &data),
+                    _ => self.publish_once(now, &room, Some(id), &data, key),
                 };
                 match (result, req) {
                     (Ok(offset), Some(req)) => self.reply(
@@ -1140,6 +1213,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                     (Err(e), _) => {
                         let reason = match e {
                             PublishError::RoomLimit => "room limit reached",
+                            PublishError::NoKeys => "idempotency keys are not kept by this hub",
                             _ => "publish failed: output storage full",
                         };
                         self.reply_error(id, req, e.code(), reason)
@@ -1492,6 +1566,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
     /// Expires history everywhere and frees unused rooms; schedules the next
     /// expiry.
     fn sweep_rooms(&mut self, now: Instant) {
+        self.keys.expire(now);
         let mut next = Instant::NEVER;
         for key in 0..self.rooms.key_bound() {
             if self.rooms.get(key).is_none() {
@@ -1519,9 +1594,13 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             return;
         };
         let limit = limit.unwrap_or(100).min(1000) as usize;
-        let key = self.index.find(name);
-        if let Some(key) = key {
-            self.trim_history(key, now);
+        let mut key = self.index.find(name);
+        if let Some(k) = key {
+            // What expired may leave the room without state: free it now,
+            // not at the next sweep (PROTOCOL.md §9 "Offsets").
+            self.trim_history(k, now);
+            self.free_if_unused(k);
+            key = self.index.find(name);
         }
         let Some(room) = key.and_then(|k| self.rooms.get(k)) else {
             let frame = ServerFrame::History {

@@ -18,7 +18,8 @@
 //!
 //! ```
 //! use switchboard_core::ws::{Event, Reader};
-//! let mut reader: Reader = Reader::new(64 * 1024, 16);
+//! // Any `MessageBuf`: a `Vec<u8>` with `alloc`, a fixed buffer without.
+//! let mut reader: Reader<heapless::Vec<u8, 1024>> = Reader::new(1024, 16);
 //! // A masked text frame "hi" (mask 0x01020304).
 //! let mut wire = [0x81, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2];
 //! let mut at = 0;

@@ -138,6 +138,7 @@ fn client_frames(f: &Fields) -> Vec<ClientFrame<'_>> {
             room: f.room.as_str().into(),
             data: f.data.as_slice().into(),
             id: f.id,
+            key: None,
         },
         ClientFrame::Presence {
             room: f.room.as_str().into(),
@@ -278,7 +279,7 @@ proptest! {
 
     #[test]
     fn encoding_into_a_short_buffer_is_buffer_full(f in fields(), cut in 0usize..8) {
-        let frame = ClientFrame::Publish { room: f.room.as_str().into(), data: f.data.as_slice().into(), id: f.id };
+        let frame = ClientFrame::Publish { room: f.room.as_str().into(), data: f.data.as_slice().into(), id: f.id, key: None, };
         let len = postcard_client(&frame).len();
         let mut buf = vec![0u8; len.saturating_sub(cut + 1)];
         prop_assert_eq!(
@@ -379,9 +380,20 @@ fn postcard_field_order_and_integer_encoding() {
         postcard_client(&ClientFrame::Publish {
             room: "r".into(),
             data: b"12"[..].into(),
-            id: Some(300)
+            id: Some(300),
+            key: None,
         }),
-        [3, 1, b'r', 2, b'1', b'2', 1, 0xAC, 0x02]
+        [3, 1, b'r', 2, b'1', b'2', 1, 0xAC, 0x02, 0]
+    );
+    // …with a key at the end.
+    assert_eq!(
+        postcard_client(&ClientFrame::Publish {
+            room: "r".into(),
+            data: b"1"[..].into(),
+            id: None,
+            key: Some("k1".into()),
+        }),
+        [3, 1, b'r', 1, b'1', 0, 1, 2, b'k', b'1']
     );
     // Welcome {client, user, ping_interval_ms, protocol}.
     assert_eq!(
@@ -693,7 +705,8 @@ mod json {
             ClientFrame::Publish {
                 room: "r".into(),
                 data: br#"{"a": [1, 2]}"#[..].into(),
-                id: Some(3)
+                id: Some(3),
+                key: None,
             }
         );
         // `data: null` is a payload, not a missing field.
@@ -705,9 +718,23 @@ mod json {
             ClientFrame::Publish {
                 room: "r".into(),
                 data: b"null"[..].into(),
-                id: None
+                id: None,
+                key: None,
             }
         );
+        // `key` is read; `"key": null` is no key; a key of another type is 4000.
+        let f = Codec::Json
+            .decode_client(br#"{"type":"publish","room":"r","data":1,"key":"abc"}"#)
+            .unwrap();
+        assert!(matches!(f, ClientFrame::Publish { key: Some(k), .. } if k == "abc"));
+        let f = Codec::Json
+            .decode_client(br#"{"type":"publish","room":"r","data":1,"key":null}"#)
+            .unwrap();
+        assert!(matches!(f, ClientFrame::Publish { key: None, .. }));
+        let e = Codec::Json
+            .decode_client(br#"{"type":"publish","room":"r","data":1,"key":7,"id":4}"#)
+            .unwrap_err();
+        assert_eq!((e.code, e.id), (4000, Some(4)));
         // Escapes are resolved.
         let f = Codec::Json
             .decode_client(br#"{"type":"auth","token":"a\"b\u0041"}"#)
@@ -792,6 +819,7 @@ mod json {
             room: "r".into(),
             data: b"\xff"[..].into(),
             id: None,
+            key: None,
         });
         let v: Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(

@@ -1547,3 +1547,128 @@ fn epochs_differ_across_restarts_with_the_same_seed() {
         "same seed, another start: another epoch"
     );
 }
+
+// ------------------------------------------------------ idempotent publish
+
+#[cfg(feature = "alloc")]
+#[test]
+fn a_publish_sent_again_with_its_key_is_acked_once_and_delivered_once() {
+    use support::publish_keyed;
+    let mut h = Harness::new(Config {
+        idempotency_window: Duration::from_secs(120),
+        ..kept(10, 3600)
+    });
+    let (a, _) = h.connect(P, "user:alice");
+    let (b, _) = h.connect(P, "user:bob");
+    sub(&mut h, b, "chat:k", 1, None, false);
+    let ack = |h: &mut Harness, c| match &h.take(c).frames()[..] {
+        [ServerFrame::Ack { offset, .. }] => *offset,
+        other => panic!("expected one ack, got {other:?}"),
+    };
+    h.send(a, &publish_keyed("chat:k", b"1", Some(1), "k-1"));
+    assert_eq!(ack(&mut h, a), 1);
+    h.send(a, &publish_keyed("chat:k", b"2", Some(2), "k-2"));
+    assert_eq!(ack(&mut h, a), 2);
+    // The re-send of k-1 (another payload even, from another user): the first offset.
+    h.send(b, &publish_keyed("chat:k", b"1", Some(3), "k-1"));
+    let frames = h.take(b);
+    let delivered = messages(&frames.frames());
+    assert_eq!(offsets(&delivered), vec![1, 2], "nothing delivered twice");
+    assert!(
+        frames
+            .frames()
+            .iter()
+            .any(|f| matches!(f, ServerFrame::Ack { offset: 1, .. }))
+    );
+    // The same key in another room is another publish.
+    h.send(a, &publish_keyed("chat:other", b"1", Some(4), "k-1"));
+    assert_eq!(ack(&mut h, a), 1);
+    // Server-side publishes take keys too.
+    assert_eq!(
+        h.hub.publish_keyed(h.now, "chat:k", b"3", Some("srv")),
+        Ok(3)
+    );
+    assert_eq!(
+        h.hub.publish_keyed(h.now, "chat:k", b"3", Some("srv")),
+        Ok(3)
+    );
+    assert_eq!(h.hub.stats().idempotency_keys, 4);
+    // After the window, the key is forgotten: a new publish.
+    h.advance(Duration::from_secs(121));
+    h.send(a, &publish_keyed("chat:k", b"1", Some(5), "k-1"));
+    assert_eq!(ack(&mut h, a), 4);
+    // Bad keys: 4000.
+    for bad in ["", "has space", &"x".repeat(65)] {
+        h.send(a, &publish_keyed("chat:k", b"1", Some(6), bad));
+        assert!(
+            matches!(
+                &h.take(a).frames()[..],
+                [ServerFrame::Error {
+                    id: Some(6),
+                    code: 4000,
+                    ..
+                }]
+            ),
+            "key {bad:?}"
+        );
+    }
+    assert_eq!(
+        h.hub.publish_keyed(h.now, "chat:k", b"1", Some("bad key")),
+        Err(PublishError::BadKey)
+    );
+}
+
+#[cfg(feature = "alloc")]
+#[test]
+fn keys_outlive_a_freed_room_and_do_not_count_as_rooms() {
+    use support::publish_keyed;
+    let mut h = Harness::new(Config {
+        max_rooms: 1,
+        ..quiet()
+    });
+    let (a, _) = h.connect(P, "user:alice");
+    sub(&mut h, a, "r1", 1, None, false);
+    h.send(a, &publish_keyed("r1", b"1", Some(2), "once"));
+    take_messages(&mut h, a);
+    h.send(a, &unsubscribe("r1", 3));
+    h.take(a);
+    assert_eq!(h.hub.stats().rooms, 0);
+    // Another room fits (keys are not rooms), and r1's key is still known.
+    sub(&mut h, a, "r2", 4, None, false);
+    let (b, _) = h.connect(P, "user:bob");
+    h.send(b, &publish_keyed("r1", b"1", Some(5), "once"));
+    assert!(matches!(
+        &h.take(b).frames()[..],
+        [ServerFrame::Ack {
+            id: 5,
+            offset: 1,
+            ..
+        }]
+    ));
+}
+
+#[cfg(feature = "alloc")]
+#[test]
+fn the_key_table_is_bounded() {
+    let mut h = Harness::new(Config {
+        max_idempotency_keys: 3,
+        ..quiet()
+    });
+    for i in 0..10 {
+        let key = format!("k{i}");
+        h.hub.publish_keyed(h.now, "r", b"1", Some(&key)).unwrap();
+    }
+    let s = h.hub.stats();
+    assert_eq!((s.idempotency_keys, s.keys_evicted), (3, 7));
+}
+
+#[cfg(not(feature = "alloc"))]
+#[test]
+fn a_hub_without_an_allocator_refuses_keys_with_4006() {
+    let mut h = Harness::new(quiet());
+    assert_eq!(
+        h.hub.publish_keyed(h.now, "r", b"1", Some("k")),
+        Err(PublishError::NoKeys)
+    );
+    assert_eq!(PublishError::NoKeys.code(), 4006);
+}

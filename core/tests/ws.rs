@@ -4,6 +4,8 @@
 //! 1009 too big). Every case is also fed byte by byte and must give the
 //! same events; a property test checks that any chunking does.
 
+#![cfg(feature = "alloc")]
+
 use proptest::prelude::*;
 use switchboard_core::protocol::FrameKind;
 use switchboard_core::ws::{self, Event, Reader};

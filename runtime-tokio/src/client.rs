@@ -441,11 +441,24 @@ impl Client {
 
     /// Publishes `data` and waits for its `ack`; returns the offset.
     pub async fn publish(&mut self, room: &str, data: &[u8]) -> Result<u64, ClientError> {
+        self.publish_with_key(room, data, None).await
+    }
+
+    /// Publishes `data` with an idempotency `key` (PROTOCOL.md §9): sent
+    /// again with the same key, it is acked with the first offset and not
+    /// delivered twice.
+    pub async fn publish_with_key(
+        &mut self,
+        room: &str,
+        data: &[u8],
+        key: Option<&str>,
+    ) -> Result<u64, ClientError> {
         match self
             .request(move |id| ClientFrame::Publish {
                 room: Text::Borrowed(room),
                 data: Data::Borrowed(data),
                 id: Some(id),
+                key: key.map(Text::Borrowed),
             })
             .await?
         {
@@ -470,6 +483,7 @@ impl Client {
             room: Text::Borrowed(room),
             data: Data::Borrowed(data),
             id: None,
+            key: None,
         };
         self.send_raw(encode(self.codec, &frame)?).await
     }

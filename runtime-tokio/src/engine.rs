@@ -34,7 +34,7 @@ pub(crate) trait Engine: Send + Sync + 'static {
     fn inbound(&self, delta: isize);
     /// Bytes held by unfinished inbound messages.
     fn inbound_bytes(&self) -> usize;
-    fn publish(&self, room: &str, data: &[u8]) -> Result<u64, PublishError>;
+    fn publish(&self, room: &str, data: &[u8], key: Option<&str>) -> Result<u64, PublishError>;
     fn shutdown(&self, code: u16);
     fn stats(&self) -> Stats;
     fn max_queue_bytes(&self) -> usize;
@@ -283,9 +283,9 @@ where
         self.drain(&mut state, now);
     }
 
-    fn publish(&self, room: &str, data: &[u8]) -> Result<u64, PublishError> {
+    fn publish(&self, room: &str, data: &[u8], key: Option<&str>) -> Result<u64, PublishError> {
         let mut result = Ok(0);
-        self.step(|hub, now| result = hub.publish(now, room, data));
+        self.step(|hub, now| result = hub.publish_keyed(now, room, data, key));
         result
     }
 

@@ -38,7 +38,7 @@ impl RoomContext {
     /// Publishes `data` to the room (server-side publish: `from` is null).
     /// For JSON subscribers, `data` should be JSON text.
     pub fn publish(&self, data: impl AsRef<[u8]>) -> Result<u64, PublishError> {
-        self.engine.publish(&self.room, data.as_ref())
+        self.engine.publish(&self.room, data.as_ref(), None)
     }
 }
 

@@ -218,7 +218,19 @@ pub struct HubHandle {
 impl HubHandle {
     /// Publishes `data` to `room` (`from` null). Returns the offset.
     pub fn publish(&self, room: &str, data: impl AsRef<[u8]>) -> Result<u64, PublishError> {
-        self.engine.publish(room, data.as_ref())
+        self.engine.publish(room, data.as_ref(), None)
+    }
+
+    /// Publishes with an idempotency `key` (PROTOCOL.md §9): the same key in
+    /// the same room within `idempotency_window_secs` returns the first
+    /// offset and delivers nothing again.
+    pub fn publish_keyed(
+        &self,
+        room: &str,
+        data: impl AsRef<[u8]>,
+        key: &str,
+    ) -> Result<u64, PublishError> {
+        self.engine.publish(room, data.as_ref(), Some(key))
     }
 
     /// Counts for monitoring.

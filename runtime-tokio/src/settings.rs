@@ -104,6 +104,8 @@ pub struct FileConfig {
     max_fragments: Option<usize>,
     handshake_timeout_secs: Option<f64>,
     max_pending_auth: Option<usize>,
+    idempotency_window_secs: Option<f64>,
+    max_idempotency_keys: Option<usize>,
     jwt_audience: Option<String>,
     jwt_issuer: Option<String>,
     #[serde(default)]
@@ -281,6 +283,12 @@ impl Settings {
         }
         if let Some(v) = file.max_pending_auth {
             hub.max_pending_auth = v;
+        }
+        if let Some(v) = file.idempotency_window_secs {
+            hub.idempotency_window = secs("idempotency_window_secs", v)?;
+        }
+        if let Some(v) = file.max_idempotency_keys {
+            hub.max_idempotency_keys = v;
         }
         let mut namespaces = file.namespaces;
         let default_ns = namespaces

@@ -547,6 +547,52 @@ async fn shutdown_closes_1001<H: Harness>() {
     }
 }
 
+async fn idempotent_publish_with_key<H: Harness>() {
+    let hub = H::start(config(), &[]).await;
+    for codec in [Codec::Json, Codec::Postcard] {
+        let room = format!("keys-{codec:?}");
+        let mut sub = Client::connect(&hub.ws_url(), opts(Credentials::Query(user_token("s"))))
+            .await
+            .unwrap();
+        sub.subscribe(&room).await.unwrap();
+        let mut p = Client::connect(
+            &hub.ws_url(),
+            ClientOptions {
+                codec,
+                ..opts(Credentials::Query(user_token("p")))
+            },
+        )
+        .await
+        .unwrap();
+        // A re-send after a lost ack: the same offset, delivered once.
+        let first = p.publish_with_key(&room, b"1", Some("op-1")).await.unwrap();
+        let again = p.publish_with_key(&room, b"1", Some("op-1")).await.unwrap();
+        assert_eq!((first, again), (1, 1));
+        assert_eq!(
+            p.publish_with_key(&room, b"2", Some("op-2")).await.unwrap(),
+            2
+        );
+        let mut offsets = Vec::new();
+        while offsets.len() < 2 {
+            match tokio::time::timeout(WAIT, sub.next_event())
+                .await
+                .expect("message")
+            {
+                Some(Event::Message(m)) => offsets.push(m.offset),
+                Some(_) => {}
+                None => panic!("subscriber closed"),
+            }
+        }
+        assert_eq!(offsets, vec![1, 2]);
+        // A bad key is error 4000; the connection stays.
+        match p.publish_with_key(&room, b"3", Some("no spaces")).await {
+            Err(ClientError::Server { code: 4000, .. }) => {}
+            other => panic!("expected 4000, got {other:?}"),
+        }
+        assert_eq!(p.publish(&room, b"3").await.unwrap(), 3);
+    }
+}
+
 async fn json_and_postcard_share_a_room<H: Harness>() {
     let hub = H::start(config(), &[]).await;
     let mut j = Client::connect(&hub.ws_url(), opts(Credentials::Query(user_token("json"))))
@@ -622,6 +668,7 @@ async fn json_and_postcard_share_a_room<H: Harness>() {
                 room: Text::Borrowed("x"),
                 data: Data::Borrowed(b"1"),
                 id: None,
+                key: None,
             },
             &mut enc,
         )
@@ -667,6 +714,7 @@ mod tokio_runtime {
         broadcast_survives_disconnects,
         shutdown_closes_1001,
         json_and_postcard_share_a_room,
+        idempotent_publish_with_key,
         anonymous_then_auth,
     );
 }

@@ -55,6 +55,11 @@ pub enum ClientFrame<'a> {
         data: Data<'a>,
         /// Request id; when given, the server answers `ack`.
         id: Option<u64>,
+        /// Idempotency key (PROTOCOL.md §9): a later publish to the same room
+        /// with the same key is acked with the first one's offset and not
+        /// delivered again.
+        #[serde(borrow)]
+        key: Option<Text<'a>>,
     },
     /// `presence`: list the members of a room.
     Presence {

@@ -68,6 +68,8 @@ struct FlatClient<'a> {
     presence: Option<bool>,
     since: Option<u64>,
     limit: Option<u64>,
+    #[serde(borrow)]
+    key: Option<Text<'a>>,
 }
 
 /// Reads just the id of a frame that failed to decode as a whole.
@@ -115,6 +117,7 @@ pub fn decode_client(bytes: &[u8]) -> Result<ClientFrame<'_>, DecodeError> {
                     .as_bytes(),
             ),
             id,
+            key: flat.key,
         },
         "presence" => ClientFrame::Presence {
             room: need_room()?,
@@ -507,9 +510,14 @@ impl Serialize for ClientOut<'_, '_> {
                     map.serialize_entry("presence", p)?;
                 }
             }
-            ClientFrame::Publish { room, data, .. } => {
+            ClientFrame::Publish {
+                room, data, key, ..
+            } => {
                 map.serialize_entry("room", room)?;
                 Payload(data).write(&mut map)?;
+                if let Some(k) = key {
+                    map.serialize_entry("key", k)?;
+                }
             }
             ClientFrame::Unsubscribe { room, .. } | ClientFrame::Presence { room, .. } => {
                 map.serialize_entry("room", room)?;

@@ -175,6 +175,22 @@ pub(crate) fn publish<'a>(room: &'a str, data: &'a [u8], id: Option<u64>) -> Cli
         room: room.into(),
         data: data.into(),
         id,
+        key: None,
+    }
+}
+
+/// `publish {room, data, id, key}`.
+pub(crate) fn publish_keyed<'a>(
+    room: &'a str,
+    data: &'a [u8],
+    id: Option<u64>,
+    key: &'a str,
+) -> ClientFrame<'a> {
+    ClientFrame::Publish {
+        room: room.into(),
+        data: data.into(),
+        id,
+        key: Some(key.into()),
     }
 }
 
