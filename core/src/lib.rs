@@ -8,6 +8,8 @@ extern crate alloc;
 extern crate std;
 
 pub mod auth;
+#[cfg(feature = "alloc")]
+pub mod client;
 pub mod config;
 pub mod hub;
 pub mod protocol;
