@@ -8,6 +8,7 @@ mod producer;
 mod server;
 
 pub mod client;
+pub mod reconnecting;
 pub mod settings;
 
 pub use producer::RoomContext;

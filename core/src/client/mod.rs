@@ -379,6 +379,11 @@ impl Session {
         self.state
     }
 
+    /// The codec the session speaks (open the WebSocket with its sub-protocol).
+    pub fn codec(&self) -> Codec {
+        self.config.codec
+    }
+
     /// Publishes waiting for a connection.
     pub fn queued(&self) -> usize {
         self.offline.len()
