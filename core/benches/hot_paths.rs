@@ -365,6 +365,62 @@ fn bench_recover(c: &mut Criterion) {
     group.finish();
 }
 
+/// Masked client frames as a browser sends them.
+fn masked(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    let mut out = vec![0x80 | opcode];
+    match payload.len() {
+        n if n < 126 => out.push(0x80 | n as u8),
+        n if n <= 0xffff => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
+}
+
+/// The WebSocket reader: a stream of small frames read in 512-byte chunks
+/// (the runtime's read buffer), and one 64 KiB frame.
+fn bench_ws_reader(c: &mut Criterion) {
+    use switchboard_core::ws::Reader;
+    let mut group = c.benchmark_group("ws_reader");
+    let small: Vec<u8> = (0..1000)
+        .flat_map(|_| masked(1, br#"{"type":"publish","room":"bench","data":{"n":1}}"#))
+        .collect();
+    let big = masked(2, &vec![7u8; 64 * 1024]);
+    for (name, wire, frames) in [("1000_small", &small, 1000u64), ("one_64k", &big, 1)] {
+        group.throughput(Throughput::Bytes(wire.len() as u64));
+        group.bench_function(name, |b| {
+            let mut buf = wire.clone();
+            b.iter(|| {
+                buf.copy_from_slice(wire);
+                let mut reader: Reader = Reader::new(64 * 1024, 128);
+                let mut seen = 0u64;
+                for chunk in buf.chunks_mut(512) {
+                    let mut at = 0;
+                    while at < chunk.len() {
+                        let (used, event) = reader.poll(&mut chunk[at..]);
+                        at += used;
+                        match event {
+                            Some(Ok(_)) => seen += 1,
+                            Some(Err(v)) => panic!("{v}"),
+                            None => break,
+                        }
+                    }
+                }
+                assert_eq!(seen, frames);
+            });
+        });
+    }
+    group.finish();
+}
+
 fn short() -> Criterion {
     Criterion::default()
         .warm_up_time(StdDuration::from_secs(1))
@@ -375,6 +431,6 @@ fn short() -> Criterion {
 criterion_group! {
     name = benches;
     config = short();
-    targets = bench_decode, bench_encode, bench_fanout, bench_recover
+    targets = bench_decode, bench_encode, bench_fanout, bench_recover, bench_ws_reader
 }
 criterion_main!(benches);
