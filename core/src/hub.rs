@@ -40,9 +40,53 @@ use presence::*;
 
 pub use keys::{Key, MAX_KEY_LEN, is_valid_key};
 
-/// A connection handle.
+/// A connection handle: a slot in the connection table and the generation
+/// of the connection in it, so that a stale handle (its connection gone,
+/// the slot reused) is detected instead of reaching the new connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ConnId(pub u32);
+pub struct ConnId {
+    slot: u32,
+    generation: u32,
+}
+
+impl ConnId {
+    /// The handle of generation `generation` in slot `slot`.
+    pub const fn new(slot: u32, generation: u32) -> Self {
+        ConnId { slot, generation }
+    }
+
+    /// The slot (dense, small: runtimes index their own tables with it).
+    pub const fn slot(self) -> u32 {
+        self.slot
+    }
+
+    /// The generation (bumped each time a slot is reused).
+    pub const fn generation(self) -> u32 {
+        self.generation
+    }
+}
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.slot, self.generation)
+    }
+}
+
+/// Lookups in the connection table that check the generation.
+trait ConnTable<T> {
+    fn at(&self, id: ConnId) -> Option<&T>;
+    fn at_mut(&mut self, id: ConnId) -> Option<&mut T>;
+}
+
+impl<S: Storage, I, X: Slab<Conn<S, I>>> ConnTable<Conn<S, I>> for X {
+    fn at(&self, id: ConnId) -> Option<&Conn<S, I>> {
+        self.get(id.slot).filter(|c| c.generation == id.generation)
+    }
+    fn at_mut(&mut self, id: ConnId) -> Option<&mut Conn<S, I>> {
+        self.get_mut(id.slot)
+            .filter(|c| c.generation == id.generation)
+    }
+}
 
 /// A client id as sent in `welcome` (node id + sequence number).
 pub type ClientId = heapless::String<24>;
@@ -309,6 +353,7 @@ enum End {
 }
 
 struct Conn<S: Storage, I> {
+    generation: u32,
     codec: Codec,
     phase: Phase,
     identity: Option<I>,
@@ -563,8 +608,11 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         self.check_upgrade(&upgrade)?;
         let mut client = ClientId::new();
         let _ = write!(client, "{}-{:x}", self.node, self.next_client);
+        // Every connection of this hub has its own generation.
+        let generation = self.next_client as u32;
         self.next_client += 1;
         let conn = Conn {
+            generation,
             codec: upgrade.codec,
             phase: Phase::AwaitingAuth {
                 deadline: now + self.config.auth_timeout,
@@ -576,7 +624,8 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             rooms: Default::default(),
             end: End::None,
         };
-        let id = ConnId(self.conns.insert(conn).map_err(|_| Refusal::Capacity)?);
+        let slot = self.conns.insert(conn).map_err(|_| Refusal::Capacity)?;
+        let id = ConnId::new(slot, generation);
         self.pending_auth += 1;
         if let Some(token) = upgrade.credentials.token() {
             match self.authenticate(token, now) {
@@ -593,7 +642,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
     /// A data frame arrived on `conn` (after reassembly).
     pub fn handle_frame(&mut self, now: Instant, id: ConnId, kind: FrameKind, bytes: &[u8]) {
         let config = &self.config;
-        let Some(conn) = self.conns.get_mut(id.0) else {
+        let Some(conn) = self.conns.at_mut(id) else {
             return;
         };
         if conn.phase == Phase::Ending {
@@ -654,7 +703,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
     /// Something other than a data frame arrived on `conn` (a Pong, a Ping):
     /// it is alive.
     pub fn handle_activity(&mut self, now: Instant, id: ConnId) {
-        if let Some(conn) = self.conns.get_mut(id.0) {
+        if let Some(conn) = self.conns.at_mut(id) {
             conn.timers.last_rx = now;
         }
     }
@@ -676,7 +725,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             Err(v) => return self.end(id, End::Close(v.code, v.reason)),
         };
         let config = &self.config;
-        let Some(conn) = self.conns.get_mut(id.0) else {
+        let Some(conn) = self.conns.at_mut(id) else {
             return;
         };
         if conn.phase == Phase::Ending {
@@ -719,7 +768,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
     /// The socket of `conn` is gone (closed by either side, or dropped).
     /// Frees the connection; others in its rooms see it leave.
     pub fn handle_close(&mut self, _now: Instant, id: ConnId) {
-        let Some(conn) = self.conns.get(id.0) else {
+        let Some(conn) = self.conns.at(id) else {
             return;
         };
         if matches!(conn.end, End::Close(..) | End::Drop) {
@@ -729,7 +778,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             self.pending_auth -= 1;
         }
         self.leave_all(id);
-        self.conns.remove(id.0);
+        self.conns.remove(id.slot);
         if self.conns.is_empty() {
             self.next_sweep = self.next_room_sweep;
         }
@@ -748,18 +797,17 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             if conn.phase == Phase::Ending {
                 continue;
             }
+            let id = ConnId::new(key, conn.generation);
             let verdict = conn.timers.check(now, conn.phase, &self.config);
             let deadline = conn.timers.deadline(conn.phase, &self.config);
             match verdict {
                 TimerVerdict::Idle => next = next.min(deadline),
                 TimerVerdict::Ping => {
                     next = next.min(deadline);
-                    self.push(Record::Ping { conn: ConnId(key) });
+                    self.push(Record::Ping { conn: id });
                 }
-                TimerVerdict::Close(code, reason) => {
-                    self.end(ConnId(key), End::Close(code, reason))
-                }
-                TimerVerdict::Drop => self.end(ConnId(key), End::Drop),
+                TimerVerdict::Close(code, reason) => self.end(id, End::Close(code, reason)),
+                TimerVerdict::Drop => self.end(id, End::Drop),
             }
         }
         self.next_sweep = Instant::NEVER;
@@ -843,8 +891,9 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             "server going away"
         };
         for key in 0..self.conns.key_bound() {
-            if self.conns.get(key).is_some() {
-                self.end(ConnId(key), End::Close(code, reason));
+            if let Some(conn) = self.conns.get(key) {
+                let id = ConnId::new(key, conn.generation);
+                self.end(id, End::Close(code, reason));
             }
         }
     }
@@ -864,14 +913,14 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
 
     fn deadline_of(&self, id: ConnId) -> Instant {
         self.conns
-            .get(id.0)
+            .at(id)
             .map_or(Instant::NEVER, |c| c.timers.deadline(c.phase, &self.config))
     }
 
     /// Marks `id` for closing: it leaves its rooms now and gets no more
     /// frames; the close itself is emitted after the pending records.
     fn end(&mut self, id: ConnId, how: End) {
-        let Some(conn) = self.conns.get_mut(id.0) else {
+        let Some(conn) = self.conns.at_mut(id) else {
             return;
         };
         if conn.end != End::None {
@@ -914,7 +963,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                     return self.reply_error(id, req, 4005, "bad room name");
                 }
                 if let Some(key) = self.index.find(&room)
-                    && let Some(conn) = self.conns.get_mut(id.0)
+                    && let Some(conn) = self.conns.at_mut(id)
                     && let Some(pos) = conn.rooms.as_slice().iter().position(|r| *r == key)
                 {
                     conn.rooms.swap_remove(pos);
@@ -942,7 +991,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                         "data nested deeper than 128 levels",
                     );
                 }
-                let codec = self.conns.get(id.0).map(|c| c.codec);
+                let codec = self.conns.at(id).map(|c| c.codec);
                 let result = match codec {
                     #[cfg(feature = "json")]
                     Some(Codec::Json) if needs_compaction(&data) => {

@@ -1672,3 +1672,21 @@ fn a_hub_without_an_allocator_refuses_keys_with_4006() {
     );
     assert_eq!(PublishError::NoKeys.code(), 4006);
 }
+
+#[test]
+fn a_stale_handle_after_slot_reuse_reaches_nobody() {
+    let mut h = Harness::new(quiet());
+    let (a, _) = h.connect(P, "user:alice");
+    h.close(a);
+    let (b, _) = h.connect(P, "user:bob");
+    assert_eq!(a.slot(), b.slot(), "the slot is reused");
+    assert_ne!(a, b, "with another generation");
+    // Inputs for the old handle do nothing to the new connection.
+    let now = h.now;
+    h.hub.handle_frame(now, a, P.frame_kind(), b"\x06\x01\x07");
+    h.hub.handle_close(now, a);
+    h.drain();
+    assert!(h.take(b).is_empty());
+    assert_eq!(h.hub.stats().connections, 1);
+    sub(&mut h, b, "still-here", 1, None, false);
+}

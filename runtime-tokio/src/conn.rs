@@ -54,7 +54,7 @@ pub(crate) async fn run<R, W>(
                     Ok(0) => break,
                     Ok(n) => n,
                     Err(e) => {
-                        tracing::debug!(conn = conn.0, error = %e, "read ended");
+                        tracing::debug!(conn = %conn, error = %e, "read ended");
                         break;
                     }
                 }
@@ -100,7 +100,7 @@ pub(crate) async fn run<R, W>(
                         r = write_batch(&mut wr, &outbox, batch) => match r {
                             Ok(()) => continue,
                             Err(e) => {
-                                tracing::debug!(conn = conn.0, error = %e, "write failed");
+                                tracing::debug!(conn = %conn, error = %e, "write failed");
                                 return;
                             }
                         },

@@ -45,7 +45,7 @@ pub(crate) trait Engine: Send + Sync + 'static {
 
 struct State<A: Authenticator> {
     hub: Hub<A, Growable>,
-    outboxes: Vec<Option<Arc<Outbox>>>,
+    outboxes: Vec<Option<(ConnId, Arc<Outbox>)>>,
     producers: Producers,
     running: HashMap<String, Vec<AbortHandle>>,
     scheduled: Option<Instant>,
@@ -114,7 +114,7 @@ where
             }
             for conn in std::mem::take(&mut state.overflowed) {
                 if state.hub.handle_overflow(now, conn) == OverflowAction::DropFrame {
-                    tracing::debug!(conn = conn.0, "outbound queue full: frame dropped");
+                    tracing::debug!(conn = %conn, "outbound queue full: frame dropped");
                 }
             }
         }
@@ -177,13 +177,13 @@ where
                     }
                 }
                 Output::Close { conn, code, reason } => {
-                    tracing::debug!(conn = conn.0, code, reason, "closing connection");
+                    tracing::debug!(conn = %conn, code, reason, "closing connection");
                     if let Some(outbox) = get(outboxes, conn) {
                         outbox.end(Ending::Close(code, reason));
                     }
                 }
                 Output::Drop { conn } => {
-                    tracing::debug!(conn = conn.0, "dropping silent connection");
+                    tracing::debug!(conn = %conn, "dropping silent connection");
                     if let Some(outbox) = get(outboxes, conn) {
                         outbox.end(Ending::Drop);
                     }
@@ -207,8 +207,12 @@ where
     }
 }
 
-fn get(outboxes: &[Option<Arc<Outbox>>], conn: ConnId) -> Option<&Arc<Outbox>> {
-    outboxes.get(conn.0 as usize)?.as_ref()
+/// The outbox of `conn`, if that connection (not a later one in its slot) is live.
+fn get(outboxes: &[Option<(ConnId, Arc<Outbox>)>], conn: ConnId) -> Option<&Arc<Outbox>> {
+    match outboxes.get(conn.slot() as usize)? {
+        Some((id, outbox)) if *id == conn => Some(outbox),
+        _ => None,
+    }
 }
 
 /// An empty Ping frame.
@@ -231,11 +235,11 @@ where
         let now = self.clock.now();
         let mut state = self.lock();
         let conn = state.hub.handle_open(now, upgrade)?;
-        let i = conn.0 as usize;
+        let i = conn.slot() as usize;
         if state.outboxes.len() <= i {
             state.outboxes.resize(i + 1, None);
         }
-        state.outboxes[i] = Some(outbox);
+        state.outboxes[i] = Some((conn, outbox));
         self.drain(&mut state, now);
         Ok(conn)
     }
@@ -268,7 +272,9 @@ where
         let now = self.clock.now();
         let mut state = self.lock();
         state.hub.handle_close(now, conn);
-        if let Some(slot) = state.outboxes.get_mut(conn.0 as usize) {
+        if let Some(slot) = state.outboxes.get_mut(conn.slot() as usize)
+            && slot.as_ref().is_some_and(|(id, _)| *id == conn)
+        {
             *slot = None;
         }
         let live = state

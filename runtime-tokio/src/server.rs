@@ -527,7 +527,7 @@ fn upgrade(site: &Arc<Site>, mut req: Request<Incoming>, peer: SocketAddr) -> Re
             return plain(status, "upgrade refused\n");
         }
     };
-    tracing::debug!(%peer, conn = conn.0, query = %RedactedQuery(query.unwrap_or("")), ?codec, "connection open");
+    tracing::debug!(%peer, conn = %conn, query = %RedactedQuery(query.unwrap_or("")), ?codec, "connection open");
     let accept = HeaderValue::from_str(handshake.accept_str()).ok();
     let echo_protocol = handshake.echo_protocol;
     drop(headers);

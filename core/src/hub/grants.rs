@@ -13,7 +13,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             return Some((4005, "bad room name"));
         }
         let ns = self.config.namespace_of(room);
-        let identity = self.conns.get(id.0).and_then(|c| c.identity.as_ref());
+        let identity = self.conns.at(id).and_then(|c| c.identity.as_ref());
         let claim = match grant {
             Grant::Publish => {
                 if !ns.client_publish {

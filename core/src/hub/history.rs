@@ -133,7 +133,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         since: Option<u64>,
         limit: Option<u64>,
     ) {
-        let Some(codec) = self.conns.get(id.0).map(|c| c.codec) else {
+        let Some(codec) = self.conns.at(id).map(|c| c.codec) else {
             return;
         };
         let limit = limit.unwrap_or(100).min(1000) as usize;

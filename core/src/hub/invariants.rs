@@ -14,7 +14,7 @@ use crate::room;
 use crate::session::Phase;
 use crate::storage::{History as _, List, Queue as _, RoomIndex, Slab, Storage};
 
-use super::{ConnId, End, HISTORY_OVERHEAD, Hub};
+use super::{ConnId, ConnTable, End, HISTORY_OVERHEAD, Hub};
 
 /// The error of a room left without subscribers and without history. It is
 /// reported only when every other invariant holds, so that a harness that
@@ -104,7 +104,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                     .get(r)
                     .ok_or("a connection lists a room that does not exist")?;
                 let subs = room.subscribers.as_slice();
-                let mine = subs.iter().filter(|s| s.conn == ConnId(key)).count();
+                let mine = subs.iter().filter(|s| s.conn.slot() == key).count();
                 ensure(
                     mine == 1,
                     "a connection lists a room that does not list it exactly once",
@@ -158,7 +158,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                 }
                 let conn = self
                     .conns
-                    .get(s.conn.0)
+                    .at(s.conn)
                     .ok_or("a room lists a connection that does not exist")?;
                 ensure(
                     conn.codec == s.codec,
@@ -259,7 +259,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
     #[doc(hidden)]
     pub fn debug_rooms_of(&self, conn: ConnId) -> impl Iterator<Item = &str> + '_ {
         self.conns
-            .get(conn.0)
+            .at(conn)
             .map(|c| c.rooms.as_slice())
             .unwrap_or(&[])
             .iter()
@@ -269,6 +269,6 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
     /// Is `conn` in the connection table (opened, not yet closed)?
     #[doc(hidden)]
     pub fn debug_has_conn(&self, conn: ConnId) -> bool {
-        self.conns.get(conn.0).is_some()
+        self.conns.at(conn).is_some()
     }
 }

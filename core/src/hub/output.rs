@@ -3,6 +3,32 @@
 use super::*;
 
 impl<A: Authenticator, S: Storage> Hub<A, S> {
+    /// The next connection from the cursor on (below `bound`) that was
+    /// marked to end: its `Close` or `Drop` output.
+    fn next_end(&mut self, bound: u32) -> Option<Output<'static>> {
+        while self.end_cursor < bound && self.pending_ends > 0 {
+            let key = self.end_cursor;
+            self.end_cursor += 1;
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            let id = ConnId::new(key, conn.generation);
+            let out = match conn.end {
+                End::Close(code, reason) => Output::Close {
+                    conn: id,
+                    code,
+                    reason,
+                },
+                End::Drop => Output::Drop { conn: id },
+                End::None | End::Emitted => continue,
+            };
+            conn.end = End::Emitted;
+            self.pending_ends -= 1;
+            return Some(out);
+        }
+        None
+    }
+
     /// The next thing to do, or `None` when everything is drained.
     pub fn poll_output(&mut self) -> Option<Output<'_>> {
         // Skip broadcasts to rooms that are gone by now.
@@ -54,44 +80,12 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         }
         if self.pending_ends > 0 {
             let bound = self.conns.key_bound();
-            while self.end_cursor < bound {
-                let key = self.end_cursor;
-                self.end_cursor += 1;
-                let Some(conn) = self.conns.get_mut(key) else {
-                    continue;
-                };
-                let out = match conn.end {
-                    End::Close(code, reason) => Output::Close {
-                        conn: ConnId(key),
-                        code,
-                        reason,
-                    },
-                    End::Drop => Output::Drop { conn: ConnId(key) },
-                    End::None | End::Emitted => continue,
-                };
-                conn.end = End::Emitted;
-                self.pending_ends -= 1;
+            if let Some(out) = self.next_end(bound) {
                 return Some(out);
             }
             // Ends marked behind the cursor: one more pass finds them.
             self.end_cursor = 0;
-            while self.end_cursor < bound && self.pending_ends > 0 {
-                let key = self.end_cursor;
-                self.end_cursor += 1;
-                let Some(conn) = self.conns.get_mut(key) else {
-                    continue;
-                };
-                let out = match conn.end {
-                    End::Close(code, reason) => Output::Close {
-                        conn: ConnId(key),
-                        code,
-                        reason,
-                    },
-                    End::Drop => Output::Drop { conn: ConnId(key) },
-                    End::None | End::Emitted => continue,
-                };
-                conn.end = End::Emitted;
-                self.pending_ends -= 1;
+            if let Some(out) = self.next_end(bound) {
                 return Some(out);
             }
         }
@@ -133,7 +127,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
     }
 
     pub(super) fn reply(&mut self, id: ConnId, frame: &ServerFrame<'_>) {
-        let Some(codec) = self.conns.get(id.0).map(|c| c.codec) else {
+        let Some(codec) = self.conns.at(id).map(|c| c.codec) else {
             return;
         };
         let r = self.arena.encode(codec, frame);

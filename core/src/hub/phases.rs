@@ -29,7 +29,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
     pub(super) fn open(&mut self, id: ConnId, identity: Option<A::Identity>) {
         let leeway = crate::time::Duration::from_secs(self.config.token_leeway_secs);
         let ping_ms = self.config.ping_interval.as_millis();
-        let Some(conn) = self.conns.get_mut(id.0) else {
+        let Some(conn) = self.conns.at_mut(id) else {
             return;
         };
         conn.timers.expires = identity
@@ -43,7 +43,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         if was_waiting {
             self.pending_auth -= 1;
         }
-        let Some(conn) = self.conns.get(id.0) else {
+        let Some(conn) = self.conns.at(id) else {
             return;
         };
         let frame = ServerFrame::Welcome {
@@ -66,7 +66,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             Err(e) => return self.end(id, End::Close(e.close_code(), auth_reason(e))),
         };
         let leeway = crate::time::Duration::from_secs(self.config.token_leeway_secs);
-        let Some(conn) = self.conns.get_mut(id.0) else {
+        let Some(conn) = self.conns.at_mut(id) else {
             return;
         };
         if let Some(current) = &conn.identity

@@ -8,7 +8,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
     }
 
     pub(super) fn presence_reply(&mut self, id: ConnId, req: Option<u64>, name: &str) {
-        let Some(codec) = self.conns.get(id.0).map(|c| c.codec) else {
+        let Some(codec) = self.conns.at(id).map(|c| c.codec) else {
             return;
         };
         #[cfg(feature = "alloc")]
@@ -68,7 +68,7 @@ pub(super) fn member_in<'c, S: Storage + 'c, I: Identity + 'c>(
     conns: &'c S::Conns<Conn<S, I>>,
     id: ConnId,
 ) -> Option<Member<'c>> {
-    let conn = conns.get(id.0)?;
+    let conn = conns.at(id)?;
     let identity = conn.identity.as_ref();
     Some(Member {
         client: Text::Borrowed(&conn.client),

@@ -5,7 +5,7 @@ use super::*;
 impl<A: Authenticator, S: Storage> Hub<A, S> {
     pub(super) fn leave_all(&mut self, id: ConnId) {
         loop {
-            let Some(conn) = self.conns.get_mut(id.0) else {
+            let Some(conn) = self.conns.at_mut(id) else {
                 return;
             };
             let n = conn.rooms.as_slice().len();
@@ -64,7 +64,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         recover: Option<&crate::protocol::Recover<'_>>,
     ) {
         let max_rooms = self.config.max_rooms_per_connection;
-        let Some(conn) = self.conns.get(id.0) else {
+        let Some(conn) = self.conns.at(id) else {
             return;
         };
         let codec = conn.codec;
@@ -120,7 +120,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                 Codec::Json => room.json += 1,
                 Codec::Postcard => room.postcard += 1,
             }
-            if let Some(conn) = self.conns.get_mut(id.0)
+            if let Some(conn) = self.conns.at_mut(id)
                 && conn.rooms.push(key).is_err()
             {
                 self.remove_subscriber(key, id);
@@ -246,7 +246,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             }
             None => return Ok(0),
         };
-        let sender = from.and_then(|f| self.conns.get(f.0)).map(|c| {
+        let sender = from.and_then(|f| self.conns.at(f)).map(|c| {
             (
                 c.client.clone(),
                 c.identity
