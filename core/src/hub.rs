@@ -15,7 +15,7 @@ use crate::protocol::{
     ClientFrame, Codec, Data, FrameKind, Member, MessageFrame, Sender, ServerFrame, Text,
 };
 use crate::room::{self, RoomName};
-use crate::session::{Phase, RateLimiter, RateVerdict, TimerVerdict, Timers};
+use crate::connection::{Phase, RateLimiter, RateVerdict, TimerVerdict, Timers};
 use crate::storage::{Arena, History as _, List, Queue, RoomIndex, Slab, Storage};
 use crate::time::Instant;
 use crate::ws;

@@ -14,7 +14,7 @@ pub mod config;
 pub mod hub;
 pub mod protocol;
 pub mod room;
-pub mod session;
+pub mod connection;
 pub mod storage;
 pub mod time;
 pub mod upgrade;

@@ -11,7 +11,7 @@
 use crate::auth::Authenticator;
 use crate::protocol::{Codec, Data, Sender};
 use crate::room;
-use crate::session::Phase;
+use crate::connection::Phase;
 use crate::storage::{History as _, List, Queue as _, RoomIndex, Slab, Storage};
 
 use super::{ConnId, ConnTable, End, HISTORY_OVERHEAD, Hub};

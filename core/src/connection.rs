@@ -1,4 +1,4 @@
-//! One connection's timers and rate limiter: the per-connection part of the
+//! One connection's life-cycle phase, timers and rate limiter: the per-connection part of the
 //! state machine that needs no tables (auth deadline, token expiry,
 //! heartbeats, rate limit).
 
