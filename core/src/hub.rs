@@ -11,11 +11,11 @@ use core::ops::Range;
 
 use crate::auth::{AuthError, Authenticator, Identity, UpgradeCredentials};
 use crate::config::{Config, ConfigError, SlowConsumerPolicy};
+use crate::connection::{Phase, RateLimiter, RateVerdict, TimerVerdict, Timers};
 use crate::protocol::{
     ClientFrame, Codec, Data, FrameKind, Member, MessageFrame, Sender, ServerFrame, Text,
 };
 use crate::room::{self, RoomName};
-use crate::connection::{Phase, RateLimiter, RateVerdict, TimerVerdict, Timers};
 use crate::storage::{Arena, History as _, List, Queue, RoomIndex, Slab, Storage};
 use crate::time::Instant;
 use crate::ws;

@@ -11,10 +11,10 @@ pub mod auth;
 #[cfg(feature = "alloc")]
 pub mod client;
 pub mod config;
+pub mod connection;
 pub mod hub;
 pub mod protocol;
 pub mod room;
-pub mod connection;
 pub mod storage;
 pub mod time;
 pub mod upgrade;

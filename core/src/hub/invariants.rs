@@ -9,9 +9,9 @@
 //! for production paths.
 
 use crate::auth::Authenticator;
+use crate::connection::Phase;
 use crate::protocol::{Codec, Data, Sender};
 use crate::room;
-use crate::connection::Phase;
 use crate::storage::{History as _, List, Queue as _, RoomIndex, Slab, Storage};
 
 use super::{ConnId, ConnTable, End, HISTORY_OVERHEAD, Hub};
