@@ -137,13 +137,20 @@ pub(crate) async fn run<R, W>(
     engine.closed(conn);
 }
 
-/// Writes every frame of `batch` with vectored writes, telling the outbox as
-/// bytes leave.
+/// Writes every frame of `batch` (one `write` for a single frame, vectored
+/// writes for more), telling the outbox as bytes leave.
 async fn write_batch<W>(wr: &mut W, outbox: &Outbox, batch: Batch) -> std::io::Result<()>
 where
     W: AsyncWrite + Unpin,
 {
     let mut frames: std::collections::VecDeque<Bytes> = batch.frames;
+    if frames.len() == 1 {
+        // The common case of a trickle: no slice list to build.
+        if let Some(frame) = frames.pop_front() {
+            wr.write_all(&frame).await?;
+            outbox.written(frame.len());
+        }
+    }
     while !frames.is_empty() {
         let written = {
             let slices: Vec<IoSlice<'_>> = frames
@@ -156,6 +163,7 @@ where
         if written == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
+        // Bytes on their way count until written: the queue's bound covers them.
         outbox.written(written);
         let mut left = written;
         while left > 0 {
