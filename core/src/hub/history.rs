@@ -206,22 +206,13 @@ pub(super) fn encode_with_messages<S: Storage>(
     let mut messages: Vec<MessageFrame<'_>> = Vec::new();
     #[cfg(not(feature = "alloc"))]
     let mut messages: heapless::Vec<MessageFrame<'_>, 1> = heapless::Vec::new();
-    let mut i = from;
-    while let Some((offset, _, record)) = room.history.get(i) {
-        if i - from >= count {
+    for i in from..from.saturating_add(count) {
+        let Some(kept) = kept_message(room, i) else {
             break;
-        }
-        i += 1;
-        let Ok((from, data)) = postcard::from_bytes::<(Option<Sender<'_>>, Data<'_>)>(record)
-        else {
-            continue;
         };
-        let m = MessageFrame {
-            room: Text::Borrowed(&room.name),
-            epoch: Text::Borrowed(&room.epoch),
-            offset,
-            from,
-            data,
+        // A record that does not decode is skipped.
+        let Some(m) = kept else {
+            continue;
         };
         #[cfg(feature = "alloc")]
         messages.push(m);
@@ -255,6 +246,20 @@ pub(super) fn encode_with_messages<S: Storage>(
     arena.encode(codec, &frame)
 }
 
+/// The room's `i`-th oldest kept message, borrowed from its record: `None`
+/// past the end, `Some(None)` for a record that does not decode.
+fn kept_message<S: Storage>(room: &Room<S>, i: usize) -> Option<Option<MessageFrame<'_>>> {
+    let (offset, _, record) = room.history.get(i)?;
+    let decoded = postcard::from_bytes::<(Option<Sender<'_>>, Data<'_>)>(record).ok();
+    Some(decoded.map(|(from, data)| MessageFrame {
+        room: Text::Borrowed(&room.name),
+        epoch: Text::Borrowed(&room.epoch),
+        offset,
+        from,
+        data,
+    }))
+}
+
 /// How many of the room's kept messages from index `from` (at most `count`)
 /// fit a reply of `max` bytes: at least one. Each message is measured by
 /// encoding it once (the arena is left as it was).
@@ -270,26 +275,19 @@ pub(super) fn fit_messages<S: Storage>(
     let mut total = 128 + 2 * room.name.len();
     let mut n = 0;
     while n < count {
-        let Some((offset, _, record)) = room.history.get(from + n) else {
+        let Some(kept) = kept_message(room, from + n) else {
             break;
         };
-        let size = match postcard::from_bytes::<(Option<Sender<'_>>, Data<'_>)>(record) {
-            Ok((sender, data)) => {
-                let frame = ServerFrame::Message(MessageFrame {
-                    room: Text::Borrowed(&room.name),
-                    epoch: Text::Borrowed(&room.epoch),
-                    offset,
-                    from: sender,
-                    data,
-                });
+        let size = match kept {
+            Some(m) => {
                 let start = arena.bytes().len();
                 let size = arena
-                    .encode(codec, &frame)
-                    .map_or(record.len(), |r| r.len());
+                    .encode(codec, &ServerFrame::Message(m))
+                    .map_or(0, |r| r.len());
                 arena.truncate(start);
                 size
             }
-            Err(_) => 0,
+            None => 0,
         };
         total += size + 1;
         if total > max && n > 0 {
