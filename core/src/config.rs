@@ -118,6 +118,18 @@ pub struct Config {
     pub idempotency_window: Duration,
     /// Most idempotency keys kept; past it the oldest is forgotten early.
     pub max_idempotency_keys: usize,
+    /// Requests of one connection waiting on a remote store at once; one
+    /// more gets `error 4006` (`max_inflight`).
+    pub max_inflight: usize,
+    /// Store operations in flight over the whole hub; past it, `error 4006`.
+    pub max_inflight_total: usize,
+    /// Deadline of a store operation: the store refuses an operation past it
+    /// (so that a `4013` is final), and the hub fails one still unanswered
+    /// twice this long after it was issued.
+    pub store_timeout: Duration,
+    /// Expiry of a member's presence entry in a shared store, refreshed by
+    /// its node (`presence_ttl_secs`).
+    pub presence_ttl: Duration,
     /// Leeway on token expiry, in seconds.
     pub token_leeway_secs: u64,
     /// Timers closer together than this are served by one wake-up.
@@ -153,6 +165,10 @@ impl Default for Config {
             max_pending_auth: 1_000,
             idempotency_window: Duration::from_secs(120),
             max_idempotency_keys: 1_000_000,
+            max_inflight: 256,
+            max_inflight_total: 65_536,
+            store_timeout: Duration::from_secs(5),
+            presence_ttl: Duration::from_secs(30),
             token_leeway_secs: 0,
             timer_granularity: Duration::from_millis(50),
             default_namespace: NamespaceConfig::default(),
@@ -200,6 +216,18 @@ impl Config {
         }
         if self.handshake_timeout == Duration::ZERO {
             return bad("handshake_timeout_secs", "must be positive");
+        }
+        if self.max_inflight == 0 || self.max_inflight_total < self.max_inflight {
+            return bad(
+                "max_inflight",
+                "must be positive and at most max_inflight_total",
+            );
+        }
+        if self.store_timeout == Duration::ZERO {
+            return bad("store_timeout", "must be positive");
+        }
+        if self.presence_ttl == Duration::ZERO {
+            return bad("presence_ttl_secs", "must be positive");
         }
         if self.max_pending_auth == 0 {
             return bad("max_pending_auth", "must be positive");

@@ -32,6 +32,8 @@ mod output;
 mod phases;
 mod presence;
 mod rooms;
+#[cfg(feature = "alloc")]
+mod store;
 
 use grants::*;
 use history::*;
@@ -39,6 +41,10 @@ use phases::*;
 use presence::*;
 
 pub use keys::{Key, MAX_KEY_LEN, is_valid_key};
+#[cfg(feature = "alloc")]
+pub use store::{OpId, PublishAck, Relay, StoreOp, StoreResult, StoredMessage};
+#[cfg(feature = "alloc")]
+use store::{RoomRelay, StoreRecord, WAITING};
 
 /// A connection handle: a slot in the connection table and the generation
 /// of the connection in it, so that a stale handle (its connection gone,
@@ -157,6 +163,12 @@ pub enum PublishError {
     BadKey,
     /// This hub keeps no idempotency keys (no allocator) (4006).
     NoKeys,
+    /// The store is down or failed the publish: nothing was stored (4013).
+    Unavailable,
+    /// Too many store operations in flight (4006).
+    Busy,
+    /// This hub's store answers later: use `Hub::publish_request` (4013).
+    Asynchronous,
 }
 
 impl PublishError {
@@ -165,16 +177,17 @@ impl PublishError {
         match self {
             PublishError::BadRoom => 4005,
             PublishError::TooLarge | PublishError::TooDeep | PublishError::BadKey => 4000,
-            PublishError::NoKeys => 4006,
-            PublishError::Full => 4013,
+            PublishError::NoKeys | PublishError::Busy => 4006,
+            PublishError::Full | PublishError::Unavailable | PublishError::Asynchronous => 4013,
             PublishError::RoomLimit => 4006,
         }
     }
 }
 
-impl fmt::Display for PublishError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl PublishError {
+    /// Its reason, as sent in `error`.
+    pub fn message(self) -> &'static str {
+        match self {
             PublishError::BadRoom => "bad room name",
             PublishError::TooLarge => "payload too large",
             PublishError::Full => "hub output storage full",
@@ -182,7 +195,16 @@ impl fmt::Display for PublishError {
             PublishError::TooDeep => "data nested too deeply",
             PublishError::BadKey => "bad idempotency key",
             PublishError::NoKeys => "idempotency keys are not kept by this hub",
-        })
+            PublishError::Unavailable => "unavailable: the store did not accept it",
+            PublishError::Busy => "too many requests in flight",
+            PublishError::Asynchronous => "this hub's store answers later: use publish_request",
+        }
+    }
+}
+
+impl fmt::Display for PublishError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.message())
     }
 }
 
@@ -216,6 +238,10 @@ pub struct Subscriber {
     pub codec: Codec,
     /// Does it want `join`/`leave`?
     pub presence_events: bool,
+    /// Messages up to this offset are not for it: it got them with its
+    /// `subscribed` (a remote store's recovery splice); `u64::MAX` while it
+    /// waits for the store.
+    pub after: u64,
 }
 
 /// A fan-out: the same encoded bytes for every recipient of a codec.
@@ -229,14 +255,16 @@ pub struct Broadcast<'a> {
     pub postcard: Option<&'a [u8]>,
     subscribers: &'a [Subscriber],
     audience: Audience,
+    offset: u64,
 }
 
 impl<'a> Broadcast<'a> {
     /// Every recipient with the bytes to queue for it.
     pub fn recipients(&self) -> impl Iterator<Item = (ConnId, Codec, &'a [u8])> + 'a {
-        let (json, postcard, audience) = (self.json, self.postcard, self.audience);
+        let (json, postcard, audience, offset) =
+            (self.json, self.postcard, self.audience, self.offset);
         self.subscribers.iter().filter_map(move |s| {
-            if audience == Audience::PresenceWatchers && !s.presence_events {
+            if offset <= s.after || audience == Audience::PresenceWatchers && !s.presence_events {
                 return None;
             }
             let bytes = match s.codec {
@@ -260,7 +288,7 @@ impl<'a> Broadcast<'a> {
 
 /// What the hub asks the runtime to do. Each variant says what it obliges
 /// the runtime to do.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum Output<'a> {
     /// Queue `bytes` as one data frame (text for JSON, binary for postcard)
     /// on `conn`.
@@ -309,10 +337,26 @@ pub enum Output<'a> {
         /// The room.
         room: &'a str,
     },
-    /// `room` lost its last subscriber: stop its producers.
+    /// `room` lost its last subscriber: stop its producers (and, with a
+    /// remote store, stop listening to its relay).
     RoomVacant {
         /// The room.
         room: &'a str,
+    },
+    /// Perform a store operation (remote store only); answer it with
+    /// [`Hub::handle_store`]. A [`StoreOp::Read`] that follows a
+    /// [`Output::RoomOccupied`] runs only once the relay listens to the room.
+    #[cfg(feature = "alloc")]
+    Store(StoreOp<'a>),
+    /// The answer to [`Hub::publish_request`].
+    #[cfg(feature = "alloc")]
+    Published {
+        /// The request.
+        op: OpId,
+        /// The room.
+        room: &'a str,
+        /// Where the message went, or why it did not.
+        result: Result<PublishAck<'a>, PublishError>,
     },
 }
 
@@ -328,6 +372,17 @@ enum Record {
         json: Option<Range<usize>>,
         postcard: Option<Range<usize>>,
         audience: Audience,
+        offset: u64,
+    },
+    #[cfg(feature = "alloc")]
+    Store(u64, alloc::boxed::Box<StoreRecord>),
+    #[cfg(feature = "alloc")]
+    Published {
+        op: u64,
+        room: Range<usize>,
+        epoch: Range<usize>,
+        offset: u64,
+        error: Option<PublishError>,
     },
     Ping {
         conn: ConnId,
@@ -362,6 +417,9 @@ struct Conn<S: Storage, I> {
     rate: RateLimiter,
     rooms: S::ConnRooms<u32>,
     end: End,
+    /// Requests waiting on a remote store.
+    #[cfg_attr(not(feature = "alloc"), allow(dead_code))]
+    inflight: u16,
 }
 
 struct Room<S: Storage> {
@@ -372,6 +430,9 @@ struct Room<S: Storage> {
     json: u32,
     postcard: u32,
     history: S::History,
+    /// The room's place in a remote store's relay.
+    #[cfg(feature = "alloc")]
+    relay: Option<alloc::boxed::Box<RoomRelay>>,
 }
 
 /// Statistics for `/metrics`-style reporting.
@@ -397,6 +458,14 @@ pub struct Stats {
     pub idempotency_keys: usize,
     /// Keys forgotten before their window ended (`max_idempotency_keys`).
     pub keys_evicted: u64,
+    /// Operations waiting on a remote store.
+    pub store_inflight: usize,
+    /// Is the remote store up (always true for the in-memory store)?
+    pub store_up: bool,
+    /// Gaps in a remote store's relay filled by reading the store.
+    pub relay_gaps_filled: u64,
+    /// Gaps that the store could no longer fill (its history was shorter).
+    pub relay_gaps_lost: u64,
 }
 
 /// Extra accepted sockets allowed past `max_connections` for plain HTTP
@@ -457,6 +526,10 @@ pub struct Hub<A: Authenticator, S: Storage> {
     kept: S::Queue<Kept>,
     kept_len: usize,
     keys: keys::Keys,
+    #[cfg(feature = "alloc")]
+    remote: Option<alloc::boxed::Box<store::Remote>>,
+    #[cfg(feature = "alloc")]
+    next_local_op: u64,
 }
 
 fn splitmix(state: &mut u64) -> u64 {
@@ -500,6 +573,10 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             kept: Default::default(),
             kept_len: 0,
             keys: Default::default(),
+            #[cfg(feature = "alloc")]
+            remote: None,
+            #[cfg(feature = "alloc")]
+            next_local_op: 1,
         })
     }
 
@@ -526,7 +603,15 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
 
     /// Counts for monitoring.
     pub fn stats(&self) -> Stats {
+        #[cfg(feature = "alloc")]
+        let (store_inflight, relay_gaps_filled, relay_gaps_lost, store_up) = self.store_stats();
+        #[cfg(not(feature = "alloc"))]
+        let (store_inflight, relay_gaps_filled, relay_gaps_lost, store_up) = (0, 0, 0, true);
         Stats {
+            store_inflight,
+            store_up,
+            relay_gaps_filled,
+            relay_gaps_lost,
             connections: self.conns.len(),
             rooms: self.rooms.len(),
             published: self.published,
@@ -623,6 +708,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             rate: RateLimiter::new(now, &self.config),
             rooms: Default::default(),
             end: End::None,
+            inflight: 0,
         };
         let slot = self.conns.insert(conn).map_err(|_| Refusal::Capacity)?;
         let id = ConnId::new(slot, generation);
@@ -819,6 +905,8 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         } else {
             self.schedule(self.next_room_sweep);
         }
+        #[cfg(feature = "alloc")]
+        self.store_timers(now);
     }
 
     /// Publishes `data` to `room` from the server side (`from` null).
@@ -847,6 +935,10 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         }
         if crate::protocol::json_too_deep(data) {
             return Err(PublishError::TooDeep);
+        }
+        #[cfg(feature = "alloc")]
+        if self.remote.is_some() {
+            return Err(PublishError::Asynchronous);
         }
         self.publish_once(now, room, None, data, key)
     }
@@ -992,15 +1084,24 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                     );
                 }
                 let codec = self.conns.at(id).map(|c| c.codec);
-                let result = match codec {
+                #[cfg(feature = "json")]
+                let mut compact = Vec::new();
+                let data: &[u8] = match codec {
                     #[cfg(feature = "json")]
                     Some(Codec::Json) if needs_compaction(&data) => {
-                        let mut compact = Vec::new();
                         crate::protocol::json::compact_into(&data, &mut compact);
-                        self.publish_once(now, &room, Some(id), &compact, key)
+                        &compact
                     }
-                    _ => self.publish_once(now, &room, Some(id), &data, key),
+                    _ => &data,
                 };
+                #[cfg(feature = "alloc")]
+                if self.remote.is_some() {
+                    if let Err((code, reason)) = self.append(now, Some(id), req, &room, data, key) {
+                        self.reply_error(id, req, code, reason);
+                    }
+                    return;
+                }
+                let result = self.publish_once(now, &room, Some(id), data, key);
                 match (result, req) {
                     (Ok(offset), Some(req)) => self.reply(
                         id,
@@ -1013,9 +1114,8 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                     (Ok(_), None) => {}
                     (Err(e), _) => {
                         let reason = match e {
-                            PublishError::RoomLimit => "room limit reached",
-                            PublishError::NoKeys => "idempotency keys are not kept by this hub",
-                            _ => "publish failed: output storage full",
+                            PublishError::Full => "publish failed: output storage full",
+                            _ => e.message(),
                         };
                         self.reply_error(id, req, e.code(), reason)
                     }
@@ -1025,7 +1125,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                 if let Some(err) = self.check_room(id, &room, Grant::Presence) {
                     return self.reply_error(id, req, err.0, err.1);
                 }
-                self.presence_reply(id, req, &room);
+                self.presence_reply(now, id, req, &room);
             }
             ClientFrame::History {
                 room, since, limit, ..

@@ -1060,6 +1060,8 @@ impl Harness {
                         "RoomVacant without RoomOccupied for {room}"
                     );
                 }
+                Output::Store(op) => panic!("store operation from an in-memory hub: {op:?}"),
+                Output::Published { op, .. } => panic!("unrequested publish answer {op:?}"),
             }
             // Outputs are applied in order: flush what was collected so
             // that a close is seen after the frames before it.

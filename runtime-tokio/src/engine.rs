@@ -202,6 +202,11 @@ where
                         h.abort();
                     }
                 }
+                // This engine's hub keeps its store in memory and publishes
+                // with `Hub::publish_keyed`: neither is ever emitted.
+                Output::Store(_) | Output::Published { .. } => {
+                    debug_assert!(false, "remote-store output from an in-memory hub");
+                }
             }
         }
     }

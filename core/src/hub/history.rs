@@ -137,6 +137,10 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             return;
         };
         let limit = limit.unwrap_or(100).min(1000) as usize;
+        #[cfg(feature = "alloc")]
+        if self.remote.is_some() {
+            return self.history_remote(now, id, req, name, since, limit);
+        }
         let mut key = self.index.find(name);
         if let Some(k) = key {
             // What expired may leave the room without state: free it now,
@@ -271,13 +275,43 @@ pub(super) fn fit_messages<S: Storage>(
     count: usize,
     max: usize,
 ) -> usize {
+    let kept = (from..from.saturating_add(count)).map_while(|i| kept_message(room, i));
+    fit(arena, codec, room.name.len(), kept, max)
+}
+
+/// How many of `frames` fit a reply of `max` bytes about room `name`: at
+/// least one.
+#[cfg(feature = "alloc")]
+pub(super) fn fit_frames<A: crate::storage::Arena>(
+    arena: &mut A,
+    codec: Codec,
+    name: &str,
+    frames: &[MessageFrame<'_>],
+    max: usize,
+) -> usize {
+    fit(
+        arena,
+        codec,
+        name.len(),
+        frames.iter().cloned().map(Some),
+        max,
+    )
+}
+
+/// How many of `messages` (`None`: a record that does not decode) fit a
+/// reply of `max` bytes, at least one. Each message is measured by encoding
+/// it once (the arena is left as it was).
+fn fit<'m, A: crate::storage::Arena>(
+    arena: &mut A,
+    codec: Codec,
+    name_len: usize,
+    messages: impl Iterator<Item = Option<MessageFrame<'m>>>,
+    max: usize,
+) -> usize {
     // Room name, epoch, ids and the frame's own keys.
-    let mut total = 128 + 2 * room.name.len();
+    let mut total = 128 + 2 * name_len;
     let mut n = 0;
-    while n < count {
-        let Some(kept) = kept_message(room, from + n) else {
-            break;
-        };
+    for kept in messages {
         let size = match kept {
             Some(m) => {
                 let start = arena.bytes().len();

@@ -61,11 +61,37 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                 Record::Vacant { name } => Output::RoomVacant {
                     room: str_at(bytes, name),
                 },
+                #[cfg(feature = "alloc")]
+                Record::Store(op, record) => Output::Store(record.op(
+                    OpId::new(op),
+                    bytes,
+                    self.config.idempotency_window,
+                    self.config.presence_ttl,
+                )),
+                #[cfg(feature = "alloc")]
+                Record::Published {
+                    op,
+                    room,
+                    epoch,
+                    offset,
+                    error,
+                } => Output::Published {
+                    op: OpId::new(op),
+                    room: str_at(bytes, room),
+                    result: match error {
+                        None => Ok(PublishAck {
+                            epoch: str_at(bytes, epoch),
+                            offset,
+                        }),
+                        Some(e) => Err(e),
+                    },
+                },
                 Record::Broadcast {
                     room,
                     json,
                     postcard,
                     audience,
+                    offset,
                 } => match self.rooms.get(room) {
                     Some(r) => Output::Broadcast(Broadcast {
                         room: &r.name,
@@ -73,6 +99,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                         postcard: postcard.map(|p| &bytes[p]),
                         subscribers: r.subscribers.as_slice(),
                         audience,
+                        offset,
                     }),
                     None => unreachable!("skipped above"),
                 },

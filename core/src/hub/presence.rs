@@ -7,10 +7,22 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         member_in::<S, A::Identity>(&self.conns, id)
     }
 
-    pub(super) fn presence_reply(&mut self, id: ConnId, req: Option<u64>, name: &str) {
+    pub(super) fn presence_reply(
+        &mut self,
+        now: Instant,
+        id: ConnId,
+        req: Option<u64>,
+        name: &str,
+    ) {
         let Some(codec) = self.conns.at(id).map(|c| c.codec) else {
             return;
         };
+        #[cfg(feature = "alloc")]
+        if self.remote.is_some() {
+            return self.presence_remote(now, id, req, name);
+        }
+        #[cfg(not(feature = "alloc"))]
+        let _ = now;
         #[cfg(feature = "alloc")]
         let mut members: Vec<Member<'_>> = Vec::new();
         #[cfg(not(feature = "alloc"))]
@@ -60,6 +72,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             json,
             postcard,
             audience: Audience::PresenceWatchers,
+            offset: u64::MAX,
         });
     }
 }
@@ -102,7 +115,7 @@ pub(super) struct MemberCopy {
 }
 
 impl MemberCopy {
-    fn get(&self) -> Member<'_> {
+    pub(super) fn get(&self) -> Member<'_> {
         Member {
             client: Text::Borrowed(&self.client),
             user: self.user.as_ref().map(|u| Text::Borrowed(u.as_str())),

@@ -37,8 +37,29 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             Codec::Json => room.json -= 1,
             Codec::Postcard => room.postcard -= 1,
         }
+        // A subscriber still waiting for its store read never joined.
+        #[cfg(feature = "alloc")]
+        let joined = sub.after != WAITING;
+        #[cfg(not(feature = "alloc"))]
+        let joined = true;
+        #[cfg(feature = "alloc")]
+        if !joined && let Some(relay) = room.relay.as_mut() {
+            relay.holding = relay.holding.saturating_sub(1);
+        }
         room.subscribers.shrink();
-        let presence = self.config.namespace_of(&room.name).presence;
+        let presence = self.config.namespace_of(&room.name).presence && joined;
+        let member = if presence {
+            self.member_of(id).map(|m| member_static(&m))
+        } else {
+            None
+        };
+        #[cfg(feature = "alloc")]
+        if let Some(member) = &member {
+            self.announce_to_store(key, false, member);
+        }
+        let Some(room) = self.rooms.get_mut(key) else {
+            return;
+        };
         if room.subscribers.as_slice().is_empty() {
             let name = room.name.clone();
             if let Ok(r) = self.arena.push(name.as_bytes()) {
@@ -47,8 +68,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             self.free_if_unused(key);
             return;
         }
-        if presence && let Some(member) = self.member_of(id) {
-            let member = member_static(&member);
+        if let Some(member) = member {
             self.broadcast_presence(key, false, &member);
         }
     }
@@ -111,6 +131,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                     conn: id,
                     codec,
                     presence_events,
+                    after: 0,
                 })
                 .is_err()
             {
@@ -126,6 +147,10 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                 self.remove_subscriber(key, id);
                 return self.reply_error(id, req, 4006, "too many rooms for this connection");
             }
+        }
+        #[cfg(feature = "alloc")]
+        if self.remote.is_some() {
+            return self.subscribe_remote(now, id, req, key, !already, recover);
         }
         self.trim_history(key, now);
         let Some(room) = self.rooms.get(key) else {
@@ -201,6 +226,8 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             json: 0,
             postcard: 0,
             history: Default::default(),
+            #[cfg(feature = "alloc")]
+            relay: self.remote.is_some().then(Default::default),
         };
         let k = self.rooms.insert(room).ok()?;
         if self.index.insert(room::to_name(name)?, k).is_err() {
@@ -259,17 +286,51 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             client: Text::Borrowed(client),
             user: user.as_ref().map(|u| Text::Borrowed(u.as_str())),
         });
-        let Some(room) = self.rooms.get_mut(key) else {
+        let Some(room) = self.rooms.get(key) else {
             return Ok(0);
         };
         // The offset is taken only once the message is queued and kept: a
         // refused publish leaves no gap (PROTOCOL.md §3).
         let offset = room.offset + 1;
+        self.fan_out(key, offset, from_frame.clone(), data)?;
+        #[cfg(feature = "alloc")]
+        let record = if keep > 0 {
+            Some(
+                postcard::to_allocvec(&(from_frame, Data::Borrowed(data)))
+                    .map_err(|_| PublishError::Full)?,
+            )
+        } else {
+            None
+        };
+        #[cfg(not(feature = "alloc"))]
+        let _ = (keep, from_frame, now);
+        if let Some(room) = self.rooms.get_mut(key) {
+            room.offset = offset;
+        }
+        #[cfg(feature = "alloc")]
+        if let Some(record) = record {
+            self.keep_message(key, offset, now, &record);
+        }
+        Ok(offset)
+    }
+
+    /// Queues message `offset` of room `key` for its subscribers: encoded
+    /// once per codec that a subscriber speaks.
+    pub(super) fn fan_out(
+        &mut self,
+        key: u32,
+        offset: u64,
+        from: Option<Sender<'_>>,
+        data: &[u8],
+    ) -> Result<(), PublishError> {
+        let Some(room) = self.rooms.get(key) else {
+            return Ok(());
+        };
         let frame = ServerFrame::Message(MessageFrame {
             room: Text::Borrowed(&room.name),
             epoch: Text::Borrowed(&room.epoch),
             offset,
-            from: from_frame.clone(),
+            from,
             data: Data::Borrowed(data),
         });
         let json = if room.json > 0 {
@@ -297,25 +358,10 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                     json,
                     postcard,
                     audience: Audience::All,
+                    offset,
                 })
                 .map_err(|_| PublishError::Full)?;
         }
-        #[cfg(feature = "alloc")]
-        let record = if keep > 0 {
-            Some(
-                postcard::to_allocvec(&(from_frame, Data::Borrowed(data)))
-                    .map_err(|_| PublishError::Full)?,
-            )
-        } else {
-            None
-        };
-        #[cfg(not(feature = "alloc"))]
-        let _ = (keep, from_frame, now);
-        room.offset = offset;
-        #[cfg(feature = "alloc")]
-        if let Some(record) = record {
-            self.keep_message(key, offset, now, &record);
-        }
-        Ok(offset)
+        Ok(())
     }
 }

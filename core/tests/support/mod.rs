@@ -19,7 +19,9 @@ use std::string::{String, ToString};
 use std::vec::Vec;
 
 use switchboard_core::auth::{AuthError, Authenticator, Identity, UpgradeCredentials};
-use switchboard_core::hub::{ConnId, Hub, Output, Refusal, Upgrade};
+use switchboard_core::hub::{ConnId, Hub, Output, PublishError, Refusal, Upgrade};
+#[cfg(feature = "alloc")]
+use switchboard_core::hub::{OpId, StoreOp};
 use switchboard_core::protocol::{ClientFrame, Codec, FrameKind, ServerFrame};
 use switchboard_core::room::pattern_matches;
 use switchboard_core::storage::Storage;
@@ -376,6 +378,104 @@ pub(crate) struct Harness<A: Authenticator = TestAuth, S: Storage = Store> {
     pub(crate) vacant: Vec<String>,
     /// Every broadcast, in order.
     pub(crate) broadcasts: Vec<BroadcastLog>,
+    /// Store operations emitted and not yet taken by the test, in order.
+    #[cfg(feature = "alloc")]
+    pub(crate) ops: Vec<Op>,
+    /// Answers to `publish_request`, in order.
+    #[cfg(feature = "alloc")]
+    pub(crate) published: Vec<(OpId, PublishAnswer)>,
+}
+
+/// The answer to a `publish_request`: (epoch, offset) or why not.
+pub(crate) type PublishAnswer = Result<(String, u64), PublishError>;
+
+/// A store operation copied out of [`Output::Store`].
+#[cfg(feature = "alloc")]
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Op {
+    Append {
+        op: OpId,
+        room: String,
+        from: Option<(String, Option<String>)>,
+        data: Vec<u8>,
+        key: Option<String>,
+        deadline: Instant,
+        history_size: u32,
+    },
+    Read {
+        op: OpId,
+        room: String,
+        after: Option<u64>,
+        limit: usize,
+    },
+    Presence {
+        op: OpId,
+        room: String,
+    },
+    Member {
+        join: bool,
+        room: String,
+        client: String,
+        user: Option<String>,
+    },
+}
+
+#[cfg(feature = "alloc")]
+impl Op {
+    /// Its id, for operations that get an answer.
+    pub(crate) fn id(&self) -> Option<OpId> {
+        match self {
+            Op::Append { op, .. } | Op::Read { op, .. } | Op::Presence { op, .. } => Some(*op),
+            Op::Member { .. } => None,
+        }
+    }
+
+    fn copy(op: &StoreOp<'_>) -> Op {
+        match op {
+            StoreOp::Append {
+                op,
+                room,
+                from,
+                data,
+                key,
+                deadline,
+                history_size,
+                ..
+            } => Op::Append {
+                op: *op,
+                room: room.to_string(),
+                from: from
+                    .as_ref()
+                    .map(|f| (f.client.to_string(), f.user.as_ref().map(|u| u.to_string()))),
+                data: data.to_vec(),
+                key: key.map(str::to_string),
+                deadline: *deadline,
+                history_size: *history_size,
+            },
+            StoreOp::Read {
+                op,
+                room,
+                after,
+                limit,
+            } => Op::Read {
+                op: *op,
+                room: room.to_string(),
+                after: *after,
+                limit: *limit,
+            },
+            StoreOp::Presence { op, room } => Op::Presence {
+                op: *op,
+                room: room.to_string(),
+            },
+            StoreOp::Join { room, member, .. } | StoreOp::Leave { room, member } => Op::Member {
+                join: matches!(op, StoreOp::Join { .. }),
+                room: room.to_string(),
+                client: member.client.to_string(),
+                user: member.user.as_ref().map(|u| u.to_string()),
+            },
+            other => panic!("unknown store operation {other:?}"),
+        }
+    }
 }
 
 impl Harness {
@@ -389,7 +489,16 @@ impl<A: Authenticator, S: Storage> Harness<A, S> {
     /// A hub with `config` and `auth`, clock at [`T0`].
     pub(crate) fn with(config: Config, auth: A) -> Self {
         let hub = Hub::new(config, auth, 0x5eed).expect("valid config");
+        Harness::with_hub(hub)
+    }
+
+    /// A harness around `hub`, clock at [`T0`].
+    pub(crate) fn with_hub(hub: Hub<A, S>) -> Self {
         Harness {
+            #[cfg(feature = "alloc")]
+            ops: Vec::new(),
+            #[cfg(feature = "alloc")]
+            published: Vec::new(),
             hub,
             now: T0,
             peers: BTreeMap::new(),
@@ -514,11 +623,7 @@ impl<A: Authenticator, S: Storage> Harness<A, S> {
     }
 
     /// Server-side publish.
-    pub(crate) fn publish(
-        &mut self,
-        room: &str,
-        data: &[u8],
-    ) -> Result<u64, switchboard_core::hub::PublishError> {
+    pub(crate) fn publish(&mut self, room: &str, data: &[u8]) -> Result<u64, PublishError> {
         let r = self.hub.publish(self.now, room, data);
         self.drain();
         r
@@ -599,6 +704,10 @@ impl<A: Authenticator, S: Storage> Harness<A, S> {
                 occupied,
                 vacant,
                 broadcasts,
+                #[cfg(feature = "alloc")]
+                ops,
+                #[cfg(feature = "alloc")]
+                published,
             } = self;
             let now = *now;
             while let Some(out) = hub.poll_output() {
@@ -646,6 +755,12 @@ impl<A: Authenticator, S: Storage> Harness<A, S> {
                     }
                     Output::RoomOccupied { room } => occupied.push(room.to_string()),
                     Output::RoomVacant { room } => vacant.push(room.to_string()),
+                    #[cfg(feature = "alloc")]
+                    Output::Store(op) => ops.push(Op::copy(&op)),
+                    #[cfg(feature = "alloc")]
+                    Output::Published { op, result, .. } => {
+                        published.push((op, result.map(|ack| (ack.epoch.to_string(), ack.offset))))
+                    }
                 }
             }
             if ended.is_empty() {
