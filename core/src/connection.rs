@@ -3,6 +3,7 @@
 //! heartbeats, rate limit).
 
 use crate::config::Config;
+use crate::protocol::CloseCode;
 use crate::time::{Duration, Instant};
 
 /// Where a connection is in its life cycle (PROTOCOL.md §2).
@@ -27,7 +28,7 @@ pub enum TimerVerdict {
     /// Send a WebSocket Ping.
     Ping,
     /// Close with this code.
-    Close(u16, &'static str),
+    Close(CloseCode, &'static str),
     /// Drop the socket without a close handshake (heartbeat deadline).
     Drop,
 }
@@ -133,12 +134,12 @@ impl Timers {
         if let Phase::AwaitingAuth { deadline } = phase
             && now >= deadline
         {
-            return TimerVerdict::Close(4002, "authentication timeout");
+            return TimerVerdict::Close(CloseCode::AuthTimeout, "authentication timeout");
         }
         if let Some(exp) = self.expires
             && now >= exp
         {
-            return TimerVerdict::Close(4004, "token expired");
+            return TimerVerdict::Close(CloseCode::TokenExpired, "token expired");
         }
         if now >= self.next_ping {
             self.next_ping = now + config.ping_interval;

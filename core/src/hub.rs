@@ -13,7 +13,8 @@ use crate::auth::{AuthError, Authenticator, Identity, UpgradeCredentials};
 use crate::config::{Config, ConfigError, SlowConsumerPolicy};
 use crate::connection::{Phase, RateLimiter, RateVerdict, TimerVerdict, Timers};
 use crate::protocol::{
-    ClientFrame, Codec, Data, FrameKind, Member, MessageFrame, Sender, ServerFrame, Text,
+    ClientFrame, CloseCode, Codec, Data, ErrorCode, FrameKind, Member, MessageFrame, Sender,
+    ServerFrame, Text,
 };
 use crate::room::{self, RoomName};
 use crate::storage::{Arena, History as _, List, Queue, RoomIndex, Slab, Storage};
@@ -173,13 +174,16 @@ pub enum PublishError {
 
 impl PublishError {
     /// The protocol error code.
-    pub fn code(self) -> u16 {
+    pub fn code(self) -> ErrorCode {
         match self {
-            PublishError::BadRoom => 4005,
-            PublishError::TooLarge | PublishError::TooDeep | PublishError::BadKey => 4000,
-            PublishError::NoKeys | PublishError::Busy => 4006,
-            PublishError::Full | PublishError::Unavailable | PublishError::Asynchronous => 4013,
-            PublishError::RoomLimit => 4006,
+            PublishError::BadRoom => ErrorCode::BadRoom,
+            PublishError::TooLarge | PublishError::TooDeep | PublishError::BadKey => {
+                ErrorCode::Malformed
+            }
+            PublishError::NoKeys | PublishError::Busy | PublishError::RoomLimit => ErrorCode::Limit,
+            PublishError::Full | PublishError::Unavailable | PublishError::Asynchronous => {
+                ErrorCode::Unavailable
+            }
         }
     }
 }
@@ -322,7 +326,7 @@ pub enum Output<'a> {
         /// The connection.
         conn: ConnId,
         /// WebSocket close code.
-        code: u16,
+        code: CloseCode,
         /// Close reason.
         reason: &'static str,
     },
@@ -402,7 +406,7 @@ enum Record {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum End {
     None,
-    Close(u16, &'static str),
+    Close(CloseCode, &'static str),
     Drop,
     Emitted,
 }
@@ -736,12 +740,15 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         }
         conn.timers.last_rx = now;
         if bytes.len() > config.max_frame {
-            return self.end(id, End::Close(1009, "frame too large"));
+            return self.end(id, End::Close(CloseCode::TooLarge, "frame too large"));
         }
         if kind != conn.codec.frame_kind() {
             return self.end(
                 id,
-                End::Close(1003, "wrong frame kind for the sub-protocol"),
+                End::Close(
+                    CloseCode::WrongFrameKind,
+                    "wrong frame kind for the sub-protocol",
+                ),
             );
         }
         let codec = conn.codec;
@@ -752,15 +759,23 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             RateVerdict::Drop if matches!(conn.phase, Phase::AwaitingAuth { .. }) => return,
             RateVerdict::Drop => {
                 let req = codec.decode_client(bytes).ok().and_then(|f| f.id());
-                return self.reply_error(id, req, 4008, "rate limited");
+                return self.reply_error(id, req, ErrorCode::RateLimited, "rate limited");
             }
-            RateVerdict::Close => return self.end(id, End::Close(4008, "rate limit exceeded")),
+            RateVerdict::Close => {
+                return self.end(
+                    id,
+                    End::Close(CloseCode::RateLimited, "rate limit exceeded"),
+                );
+            }
         }
         let frame = match codec.decode_client(bytes) {
             Ok(frame) => frame,
             Err(e) => {
                 if matches!(conn.phase, Phase::AwaitingAuth { .. }) {
-                    return self.end(id, End::Close(4001, "expected an auth frame"));
+                    return self.end(
+                        id,
+                        End::Close(CloseCode::Unauthorized, "expected an auth frame"),
+                    );
                 }
                 return self.reply_error(id, e.id, e.code, e.reason);
             }
@@ -774,14 +789,17 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                     }
                     Err(e) => self.end(id, End::Close(e.close_code(), auth_reason(e))),
                 },
-                _ => self.end(id, End::Close(4001, "expected an auth frame")),
+                _ => self.end(
+                    id,
+                    End::Close(CloseCode::Unauthorized, "expected an auth frame"),
+                ),
             };
         }
         if let Some(exp) = conn.timers.expires
             && now >= exp
         {
-            self.reply_error(id, frame.id(), 4004, "token expired");
-            return self.end(id, End::Close(4004, "token expired"));
+            self.reply_error(id, frame.id(), ErrorCode::TokenExpired, "token expired");
+            return self.end(id, End::Close(CloseCode::TokenExpired, "token expired"));
         }
         self.command(now, id, frame);
     }
@@ -819,13 +837,24 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         }
         conn.timers.last_rx = now;
         if let ws::Event::Close { code } = event {
-            return self.end(id, End::Close(code.unwrap_or(1000), "closing handshake"));
+            return self.end(
+                id,
+                End::Close(
+                    CloseCode::from_code(code.unwrap_or(1000)),
+                    "closing handshake",
+                ),
+            );
         }
         match conn.rate.check(now, config) {
             RateVerdict::Pass => {}
             // Over the limit: the frame is dropped (a Ping goes unanswered).
             RateVerdict::Drop => return,
-            RateVerdict::Close => return self.end(id, End::Close(4008, "rate limit exceeded")),
+            RateVerdict::Close => {
+                return self.end(
+                    id,
+                    End::Close(CloseCode::RateLimited, "rate limit exceeded"),
+                );
+            }
         }
         if let ws::Event::Ping(payload) = event
             && let Ok(bytes) = self.arena.push(payload)
@@ -837,14 +866,14 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
     /// A message larger than `max_frame` arrived on `conn` (the runtime's
     /// WebSocket layer refused it before reassembly finished).
     pub fn handle_oversize(&mut self, _now: Instant, id: ConnId) {
-        self.end(id, End::Close(1009, "frame too large"));
+        self.end(id, End::Close(CloseCode::TooLarge, "frame too large"));
     }
 
     /// A frame for `conn` did not fit its outbound queue (`max_queue_bytes`).
     pub fn handle_overflow(&mut self, _now: Instant, id: ConnId) -> OverflowAction {
         match self.config.slow_consumer {
             SlowConsumerPolicy::Close => {
-                self.end(id, End::Close(4009, "slow consumer"));
+                self.end(id, End::Close(CloseCode::SlowConsumer, "slow consumer"));
                 OverflowAction::Close
             }
             SlowConsumerPolicy::DropFrames => OverflowAction::DropFrame,
@@ -976,8 +1005,8 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
     }
 
     /// Closes every connection with `code` (1001 shutdown, 1012 restart).
-    pub fn shutdown(&mut self, code: u16) {
-        let reason = if code == 1012 {
+    pub fn shutdown(&mut self, code: CloseCode) {
+        let reason = if code == CloseCode::Restart {
             "service restart"
         } else {
             "server going away"
@@ -1052,7 +1081,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             }
             ClientFrame::Unsubscribe { room, .. } => {
                 if !room::is_valid(&room) {
-                    return self.reply_error(id, req, 4005, "bad room name");
+                    return self.reply_error(id, req, ErrorCode::BadRoom, "bad room name");
                 }
                 if let Some(key) = self.index.find(&room)
                     && let Some(conn) = self.conns.at_mut(id)

@@ -35,6 +35,7 @@
 //! }
 //! ```
 
+use crate::protocol::CloseCode;
 use core::fmt;
 
 use crate::protocol::FrameKind;
@@ -120,7 +121,7 @@ pub enum Event<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Violation {
     /// 1002, 1007 or 1009.
-    pub code: u16,
+    pub code: CloseCode,
     /// Why, for the Close frame and the logs.
     pub reason: &'static str,
 }
@@ -133,7 +134,7 @@ impl fmt::Display for Violation {
 
 impl core::error::Error for Violation {}
 
-const fn violation(code: u16, reason: &'static str) -> Violation {
+const fn violation(code: CloseCode, reason: &'static str) -> Violation {
     Violation { code, reason }
 }
 
@@ -339,7 +340,10 @@ impl<B: MessageBuf> Reader<B> {
                 };
                 if stored.is_err() {
                     s.failed = true;
-                    return (input.len(), Some(Err(violation(1009, "message too big"))));
+                    return (
+                        input.len(),
+                        Some(Err(violation(CloseCode::TooLarge, "message too big"))),
+                    );
                 }
             }
             if cur.read + (take as u64) < cur.len {
@@ -356,7 +360,10 @@ impl<B: MessageBuf> Reader<B> {
                     s.failed = true;
                     return (
                         input.len(),
-                        Some(Err(violation(1007, "invalid UTF-8 in a text frame"))),
+                        Some(Err(violation(
+                            CloseCode::InvalidUtf8,
+                            "invalid UTF-8 in a text frame",
+                        ))),
                     );
                 }
                 return (used, Some(Ok(Event::Message { kind, data })));
@@ -374,11 +381,14 @@ impl<B: MessageBuf> ReaderState<B> {
         let h = &self.header[..self.header_len];
         let fin = h[0] & 0x80 != 0;
         if h[0] & 0x70 != 0 {
-            return Err(violation(1002, "reserved bits set"));
+            return Err(violation(CloseCode::ProtocolError, "reserved bits set"));
         }
         let opcode = h[0] & 0x0F;
         if h[1] & 0x80 == 0 {
-            return Err(violation(1002, "client frames must be masked"));
+            return Err(violation(
+                CloseCode::ProtocolError,
+                "client frames must be masked",
+            ));
         }
         let (len, at) = match h[1] & 0x7F {
             126 => (u64::from(u16::from_be_bytes([h[2], h[3]])), 4),
@@ -387,7 +397,7 @@ impl<B: MessageBuf> ReaderState<B> {
                 b.copy_from_slice(&h[2..10]);
                 let len = u64::from_be_bytes(b);
                 if len >> 63 != 0 {
-                    return Err(violation(1002, "bad frame length"));
+                    return Err(violation(CloseCode::ProtocolError, "bad frame length"));
                 }
                 (len, 10)
             }
@@ -398,30 +408,42 @@ impl<B: MessageBuf> ReaderState<B> {
         match opcode {
             OP_CLOSE | OP_PING | OP_PONG => {
                 if !fin {
-                    return Err(violation(1002, "fragmented control frame"));
+                    return Err(violation(
+                        CloseCode::ProtocolError,
+                        "fragmented control frame",
+                    ));
                 }
                 if len > MAX_CONTROL_PAYLOAD as u64 {
-                    return Err(violation(1002, "control frame too long"));
+                    return Err(violation(
+                        CloseCode::ProtocolError,
+                        "control frame too long",
+                    ));
                 }
                 self.control.clear();
             }
             OP_TEXT | OP_BINARY | OP_CONTINUATION => {
                 let fragments = match (opcode, self.message) {
                     (OP_CONTINUATION, None) => {
-                        return Err(violation(1002, "continuation without a message"));
+                        return Err(violation(
+                            CloseCode::ProtocolError,
+                            "continuation without a message",
+                        ));
                     }
                     (OP_CONTINUATION, Some((_, n))) => n + 1,
                     (_, Some(_)) => {
-                        return Err(violation(1002, "new message inside a fragmented one"));
+                        return Err(violation(
+                            CloseCode::ProtocolError,
+                            "new message inside a fragmented one",
+                        ));
                     }
                     (_, None) => 1,
                 };
                 if fragments > self.max_fragments {
-                    return Err(violation(1009, "too many fragments"));
+                    return Err(violation(CloseCode::TooLarge, "too many fragments"));
                 }
                 let so_far = self.buf.as_slice().len() as u64;
                 if so_far.saturating_add(len) > self.max_message as u64 {
-                    return Err(violation(1009, "message too big"));
+                    return Err(violation(CloseCode::TooLarge, "message too big"));
                 }
                 let kind = match (opcode, self.message) {
                     (OP_CONTINUATION, Some((kind, _))) => kind,
@@ -429,7 +451,7 @@ impl<B: MessageBuf> ReaderState<B> {
                 };
                 self.message = Some((kind, fragments));
             }
-            _ => return Err(violation(1002, "unknown opcode")),
+            _ => return Err(violation(CloseCode::ProtocolError, "unknown opcode")),
         }
         self.current = Some(Current {
             opcode,
@@ -451,14 +473,19 @@ impl<B: MessageBuf> ReaderState<B> {
                 let p = &self.control[..];
                 match p.len() {
                     0 => Ok(Event::Close { code: None }),
-                    1 => Err(self.fail(violation(1002, "bad close frame"))),
+                    1 => Err(self.fail(violation(CloseCode::ProtocolError, "bad close frame"))),
                     _ => {
                         let code = u16::from_be_bytes([p[0], p[1]]);
                         if !is_valid_close_code(code) {
-                            return Err(self.fail(violation(1002, "bad close code")));
+                            return Err(
+                                self.fail(violation(CloseCode::ProtocolError, "bad close code"))
+                            );
                         }
                         if core::str::from_utf8(&p[2..]).is_err() {
-                            return Err(self.fail(violation(1007, "invalid UTF-8 in close reason")));
+                            return Err(self.fail(violation(
+                                CloseCode::InvalidUtf8,
+                                "invalid UTF-8 in close reason",
+                            )));
                         }
                         Ok(Event::Close { code: Some(code) })
                     }
@@ -468,7 +495,10 @@ impl<B: MessageBuf> ReaderState<B> {
             _ => {
                 let (kind, _) = self.message.take().unwrap_or((FrameKind::Binary, 0));
                 if kind == FrameKind::Text && core::str::from_utf8(self.buf.as_slice()).is_err() {
-                    return Err(self.fail(violation(1007, "invalid UTF-8 in a text frame")));
+                    return Err(self.fail(violation(
+                        CloseCode::InvalidUtf8,
+                        "invalid UTF-8 in a text frame",
+                    )));
                 }
                 // The bytes stay valid until the next poll, which resets.
                 self.pending_reset = true;

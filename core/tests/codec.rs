@@ -272,7 +272,7 @@ proptest! {
     #[test]
     fn postcard_decoding_arbitrary_bytes_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
         if let Err(e) = Codec::Postcard.decode_client(&bytes) {
-            prop_assert_eq!((e.code, e.id), (4000, None));
+            prop_assert_eq!((e.code.code(), e.id), (4000, None));
         }
         let _ = Codec::Postcard.decode_server(&bytes);
     }
@@ -734,7 +734,7 @@ mod json {
         let e = Codec::Json
             .decode_client(br#"{"type":"publish","room":"r","data":1,"key":7,"id":4}"#)
             .unwrap_err();
-        assert_eq!((e.code, e.id), (4000, Some(4)));
+        assert_eq!((e.code.code(), e.id), (4000, Some(4)));
         // Escapes are resolved.
         let f = Codec::Json
             .decode_client(br#"{"type":"auth","token":"a\"b\u0041"}"#)
@@ -756,7 +756,7 @@ mod json {
         ] {
             let e = Codec::Json.decode_client(text).unwrap_err();
             assert_eq!(
-                (e.code, e.id),
+                (e.code.code(), e.id),
                 (4000, id),
                 "{}",
                 String::from_utf8_lossy(text)
@@ -803,7 +803,7 @@ mod json {
         let e = Codec::Json
             .decode_server(br#"{"type":"message","room":"r","epoch":"e","offset":1,"from":null,"data_b64":"!"}"#)
             .unwrap_err();
-        assert_eq!(e.code, 4000);
+        assert_eq!(e.code.code(), 4000);
     }
 
     fn message_data<'f>(f: &'f ServerFrame<'_>) -> &'f [u8] {

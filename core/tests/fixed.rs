@@ -120,7 +120,8 @@ fn fixed_hub_runs_a_session_from_open_to_close() {
     );
     h.close(b);
     assert_eq!(h.vacant, vec!["chat:x".to_string()]);
-    h.hub.shutdown(1001);
+    h.hub
+        .shutdown(switchboard_core::protocol::CloseCode::GoingAway);
     h.drain();
     assert_eq!(h.take(a).events, vec![(at(26), Rx::Close(1001))]);
     assert_eq!(h.take(c).events, vec![(at(26), Rx::Close(1001))]);
@@ -199,7 +200,7 @@ fn full_output_arena_refuses_the_publish_without_using_an_offset() {
     h.take(a);
     let big = vec![b'7'; 5000];
     assert_eq!(h.publish("chat:x", &big), Err(PublishError::Full));
-    assert_eq!(PublishError::Full.code(), 4013);
+    assert_eq!(PublishError::Full.code().code(), 4013);
     h.send(a, &publish("chat:x", &big, Some(2)));
     let rx = h.take(a);
     let frames = rx.frames();

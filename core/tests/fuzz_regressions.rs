@@ -36,7 +36,7 @@ fn drain(hub: &mut Hub<NoTokens, Growable>, conn: ConnId, seen: &mut Vec<Seen>) 
                 };
                 seen.push(Seen::Frame(name));
             }
-            Output::Close { conn: c, code, .. } if c == conn => seen.push(Seen::Close(code)),
+            Output::Close { conn: c, code, .. } if c == conn => seen.push(Seen::Close(code.code())),
             _ => seen.push(Seen::Other),
         }
     }

@@ -749,7 +749,7 @@ fn bad_room_names_are_error_4005() {
     h.send(c, &subscribe(&long[..128], 7));
     subscribed(&h.take(c).frames()[0], 7, &long[..128]);
     assert_eq!(h.publish("bad room", b"1"), Err(PublishError::BadRoom));
-    assert_eq!(PublishError::BadRoom.code(), 4005);
+    assert_eq!(PublishError::BadRoom.code().code(), 4005);
 }
 
 #[test]
@@ -951,7 +951,8 @@ fn shutdown_closes_everyone() {
         h.send(b, &subscribe("chat:a", 1));
         h.take(a);
         h.take(b);
-        h.hub.shutdown(code);
+        h.hub
+            .shutdown(switchboard_core::protocol::CloseCode::from_code(code));
         h.drain();
         for c in [a, b, waiting] {
             assert_eq!(h.take(c).events, vec![(T0, Rx::Close(code))], "{code}");

@@ -989,7 +989,8 @@ fn occupied_and_vacant_follow_subscribers_while_history_keeps_the_room() {
     h.close(b);
     assert_eq!(h.vacant.len(), 1);
     // A server-side close counts the same.
-    h.hub.shutdown(1012);
+    h.hub
+        .shutdown(switchboard_core::protocol::CloseCode::Restart);
     h.drain();
     assert!(matches!(
         h.take(a).events.last(),
@@ -1509,7 +1510,7 @@ fn pings_are_metered_and_answered_through_the_queue() {
         h.now,
         d,
         Err(Violation {
-            code: 1007,
+            code: switchboard_core::protocol::CloseCode::InvalidUtf8,
             reason: "utf-8",
         }),
     );

@@ -144,7 +144,7 @@ fn feed_chunked(
                 Ok(Event::Close { code }) => Ev::Close(code),
                 Err(v) => {
                     assert!(!v.reason.is_empty());
-                    Ev::Violation(v.code)
+                    Ev::Violation(v.code.code())
                 }
             };
             let last = matches!(ev, Ev::Close(_) | Ev::Violation(_));

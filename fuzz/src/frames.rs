@@ -283,7 +283,7 @@ pub fn check_client(codec: Codec, bytes: &[u8]) {
     let frame = match codec.decode_client(bytes) {
         Ok(frame) => frame,
         Err(e) => {
-            assert_eq!(e.code, 4000, "decode errors answer 4000");
+            assert_eq!(e.code.code(), 4000, "decode errors answer 4000");
             assert!(!e.reason.is_empty());
             return;
         }
@@ -336,7 +336,7 @@ pub fn check_server(codec: Codec, bytes: &[u8]) {
     let frame = match codec.decode_server(bytes) {
         Ok(frame) => frame,
         Err(e) => {
-            assert_eq!(e.code, 4000);
+            assert_eq!(e.code.code(), 4000);
             return;
         }
     };

@@ -31,6 +31,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use arbitrary::Arbitrary;
 use switchboard_core::auth::{AuthError, Authenticator, Identity, UpgradeCredentials};
 use switchboard_core::hub::{ConnId, Hub, Output, Upgrade};
+use switchboard_core::protocol::CloseCode;
 use switchboard_core::protocol::{
     ClientFrame, Codec, FrameKind, MessageFrame, Recover, ServerFrame,
 };
@@ -155,7 +156,7 @@ fn expected_auth(token: &str, now: Instant) -> Result<String, u16> {
             }
             Ok(i.user)
         }
-        Err(e) => Err(e.close_code()),
+        Err(e) => Err(e.close_code().code()),
     }
 }
 
@@ -777,7 +778,7 @@ impl Harness {
                         code: code.filter(|c| ws::is_valid_close_code(*c)),
                     }),
                     WsEvent::Violation(v) => Err(ws::Violation {
-                        code: [1002, 1007, 1009][usize::from(*v) % 3],
+                        code: CloseCode::from_code([1002, 1007, 1009][usize::from(*v) % 3]),
                         reason: "fuzz violation",
                     }),
                 };
@@ -816,7 +817,7 @@ impl Harness {
                     && !valid_key(k)
                     && switchboard_core::room::is_valid(room.name())
                 {
-                    assert_eq!(e.code(), 4000, "a bad key is 4000");
+                    assert_eq!(e.code().code(), 4000, "a bad key is 4000");
                 }
                 server_result = r.ok();
             }
@@ -829,7 +830,11 @@ impl Harness {
                     self.hub.handle_http_end();
                 }
             }
-            Op::Shutdown(restart) => self.hub.shutdown(if *restart { 1012 } else { 1001 }),
+            Op::Shutdown(restart) => self.hub.shutdown(if *restart {
+                CloseCode::Restart
+            } else {
+                CloseCode::GoingAway
+            }),
             Op::Oversize(c) => {
                 let Some(i) = self.pick(*c) else { return };
                 self.hub.handle_oversize(self.now, self.peers[i].id);
@@ -1046,7 +1051,7 @@ impl Harness {
                 }
                 Output::Ping { conn } => events.push((conn, Got::Ping)),
                 Output::Pong { conn, payload } => events.push((conn, Got::Pong(payload.to_vec()))),
-                Output::Close { conn, code, .. } => events.push((conn, Got::Close(code))),
+                Output::Close { conn, code, .. } => events.push((conn, Got::Close(code.code()))),
                 Output::Drop { conn } => events.push((conn, Got::Drop)),
                 Output::RoomOccupied { room } => {
                     assert!(

@@ -97,12 +97,12 @@ pub fn feed(
                 }
                 Err(v) => {
                     assert!(
-                        matches!(v.code, 1002 | 1007 | 1009),
+                        matches!(v.code.code(), 1002 | 1007 | 1009),
                         "violation code {}",
                         v.code
                     );
                     assert!(!v.reason.is_empty());
-                    Owned::Violation(v.code)
+                    Owned::Violation(v.code.code())
                 }
             };
             let fin = owned.is_final();

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use bytes::Bytes;
 use switchboard_core::hub::{Output, OverflowAction, PublishError, Stats};
+use switchboard_core::protocol::CloseCode;
 use switchboard_core::storage::Growable;
 use switchboard_core::ws::{self, Event, Violation};
 use switchboard_core::{Authenticator, Codec, ConnId, Hub, Instant, Refusal, Upgrade};
@@ -177,6 +178,7 @@ where
                     }
                 }
                 Output::Close { conn, code, reason } => {
+                    let code = code.code();
                     tracing::debug!(conn = %conn, code, reason, "closing connection");
                     if let Some(outbox) = get(outboxes, conn) {
                         outbox.end(Ending::Close(code, reason));
@@ -301,7 +303,7 @@ where
     }
 
     fn shutdown(&self, code: u16) {
-        self.step(|hub, _| hub.shutdown(code));
+        self.step(|hub, _| hub.shutdown(CloseCode::from_code(code)));
     }
 
     fn stats(&self) -> Stats {

@@ -25,10 +25,10 @@ pub enum AuthError {
 
 impl AuthError {
     /// The WebSocket close code for this failure.
-    pub fn close_code(self) -> u16 {
+    pub fn close_code(self) -> crate::protocol::CloseCode {
         match self {
-            AuthError::Malformed | AuthError::Rejected => 4001,
-            AuthError::Forbidden => 4003,
+            AuthError::Malformed | AuthError::Rejected => crate::protocol::CloseCode::Unauthorized,
+            AuthError::Forbidden => crate::protocol::CloseCode::Forbidden,
         }
     }
 }

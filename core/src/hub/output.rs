@@ -131,7 +131,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             Ok(bytes) => self.push(Record::Unicast { conn, codec, bytes }),
             Err(_) => self.end(
                 conn,
-                End::Close(1011, "internal error: output storage full"),
+                End::Close(CloseCode::Internal, "internal error: output storage full"),
             ),
         }
     }
@@ -148,7 +148,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         {
             self.end(
                 conn,
-                End::Close(1011, "internal error: output storage full"),
+                End::Close(CloseCode::Internal, "internal error: output storage full"),
             );
         }
     }
@@ -161,12 +161,18 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         self.unicast(id, codec, r);
     }
 
-    pub(super) fn reply_error(&mut self, id: ConnId, req: Option<u64>, code: u16, reason: &str) {
+    pub(super) fn reply_error(
+        &mut self,
+        id: ConnId,
+        req: Option<u64>,
+        code: ErrorCode,
+        reason: &str,
+    ) {
         self.reply(
             id,
             &ServerFrame::Error {
                 id: req,
-                code,
+                code: code.code(),
                 reason: Text::Borrowed(reason),
             },
         );

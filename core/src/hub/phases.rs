@@ -72,7 +72,10 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         if let Some(current) = &conn.identity
             && current.user() != identity.user()
         {
-            return self.end(id, End::Close(4001, "token is for another user"));
+            return self.end(
+                id,
+                End::Close(CloseCode::Unauthorized, "token is for another user"),
+            );
         }
         conn.timers.expires = identity.expires_at().map(|e| e + leeway);
         conn.identity = Some(identity);

@@ -91,16 +91,21 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         let existing = self.index.find(name);
         let already = existing.is_some_and(|k| conn.rooms.as_slice().contains(&k));
         if !already && conn.rooms.as_slice().len() >= max_rooms {
-            return self.reply_error(id, req, 4006, "too many rooms for this connection");
+            return self.reply_error(
+                id,
+                req,
+                ErrorCode::Limit,
+                "too many rooms for this connection",
+            );
         }
         let key = match existing {
             Some(k) => k,
             None if self.rooms.len() >= self.config.max_rooms => {
-                return self.reply_error(id, req, 4006, "room limit reached");
+                return self.reply_error(id, req, ErrorCode::Limit, "room limit reached");
             }
             None => match self.create_room(name, now) {
                 Some(k) => k,
-                None => return self.reply_error(id, req, 4006, "room table full"),
+                None => return self.reply_error(id, req, ErrorCode::Limit, "room table full"),
             },
         };
         if !already
@@ -135,7 +140,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                 })
                 .is_err()
             {
-                return self.reply_error(id, req, 4006, "room is full");
+                return self.reply_error(id, req, ErrorCode::Limit, "room is full");
             }
             match codec {
                 Codec::Json => room.json += 1,
@@ -145,7 +150,12 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                 && conn.rooms.push(key).is_err()
             {
                 self.remove_subscriber(key, id);
-                return self.reply_error(id, req, 4006, "too many rooms for this connection");
+                return self.reply_error(
+                    id,
+                    req,
+                    ErrorCode::Limit,
+                    "too many rooms for this connection",
+                );
             }
         }
         #[cfg(feature = "alloc")]

@@ -315,9 +315,9 @@ pub(super) enum StoreRecord {
 }
 
 /// A request refused before it reached the store.
-type Refused = (u16, &'static str);
+type Refused = (ErrorCode, &'static str);
 
-const STORE_DOWN: Refused = (4013, "unavailable: the store is down");
+const STORE_DOWN: Refused = (ErrorCode::Unavailable, "unavailable: the store is down");
 const STORE_FAILED: &str = "unavailable: the store did not accept it";
 /// How long after a failed gap read the hub reads again.
 const GAP_RETRY: Duration = Duration::from_secs(1);
@@ -448,7 +448,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             return self
                 .append(now, None, None, room, data, key)
                 .map_err(|(code, _)| {
-                    if code == 4013 {
+                    if code == ErrorCode::Unavailable {
                         PublishError::Unavailable
                     } else {
                         PublishError::Busy
@@ -545,7 +545,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                 history_ttl_secs: ns.history_ttl_secs,
             })
         })()
-        .ok_or((4013, "unavailable: output storage full"))?;
+        .ok_or((ErrorCode::Unavailable, "unavailable: output storage full"))?;
         let waiting = Waiting::Publish {
             req,
             room: to_room(room),
@@ -564,10 +564,10 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         if let Some(c) = conn.and_then(|c| self.conns.at(c))
             && usize::from(c.inflight) >= self.config.max_inflight
         {
-            return Err((4006, "too many requests in flight"));
+            return Err((ErrorCode::Limit, "too many requests in flight"));
         }
         if remote.ops.len() >= self.config.max_inflight_total {
-            return Err((4006, "too many requests in flight on this node"));
+            return Err((ErrorCode::Limit, "too many requests in flight on this node"));
         }
         Ok(())
     }
@@ -621,7 +621,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         let room = self
             .arena
             .push(name.as_bytes())
-            .map_err(|_| (4013, "unavailable: output storage full"))?;
+            .map_err(|_| (ErrorCode::Unavailable, "unavailable: output storage full"))?;
         let record = match waiting {
             Waiting::Presence { .. } => StoreRecord::Presence { room },
             _ => StoreRecord::Read { room, after, limit },
@@ -851,7 +851,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                 },
             ),
             (Ok(_), None) => {}
-            (Err(()), req) => self.reply_error(id, req, 4013, STORE_FAILED),
+            (Err(()), req) => self.reply_error(id, req, ErrorCode::Unavailable, STORE_FAILED),
         }
     }
 
@@ -889,7 +889,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                 self.drop_subscription(key, id);
             }
             if let Some(id) = conn {
-                self.reply_error(id, req, 4013, STORE_FAILED);
+                self.reply_error(id, req, ErrorCode::Unavailable, STORE_FAILED);
             }
             return;
         };
@@ -929,13 +929,18 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             };
             if self.read(now, Some(id), waiting, after, limit).is_err() {
                 self.drop_subscription(key, id);
-                self.reply_error(id, req, 4013, STORE_FAILED);
+                self.reply_error(id, req, ErrorCode::Unavailable, STORE_FAILED);
             }
             return;
         }
         if !covered {
             self.drop_subscription(key, id);
-            return self.reply_error(id, req, 4013, "unavailable: the room moves too fast");
+            return self.reply_error(
+                id,
+                req,
+                ErrorCode::Unavailable,
+                "unavailable: the room moves too fast",
+            );
         }
         let codec = match self.conns.at(id) {
             Some(c) => c.codec,
@@ -1046,7 +1051,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             messages,
         } = result
         else {
-            return self.reply_error(id, req, 4013, STORE_FAILED);
+            return self.reply_error(id, req, ErrorCode::Unavailable, STORE_FAILED);
         };
         let Some(codec) = self.conns.at(id).map(|c| c.codec) else {
             return;
@@ -1078,7 +1083,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
 
     fn presence_done(&mut self, id: ConnId, req: Option<u64>, name: &str, result: StoreResult<'_>) {
         let StoreResult::Members(members) = result else {
-            return self.reply_error(id, req, 4013, STORE_FAILED);
+            return self.reply_error(id, req, ErrorCode::Unavailable, STORE_FAILED);
         };
         let Some(codec) = self.conns.at(id).map(|c| c.codec) else {
             return;

@@ -1,5 +1,6 @@
 //! Codec selection and the codec-independent encode/decode entry points.
 
+use super::ErrorCode;
 use core::fmt;
 
 use super::frame::{ClientFrame, ServerFrame};
@@ -34,7 +35,7 @@ pub struct DecodeError {
     /// The request id, if it could be read.
     pub id: Option<u64>,
     /// Protocol error code (4000).
-    pub code: u16,
+    pub code: ErrorCode,
     /// Why decoding failed.
     pub reason: &'static str,
 }
@@ -43,7 +44,7 @@ impl DecodeError {
     pub(crate) const fn malformed(id: Option<u64>, reason: &'static str) -> Self {
         DecodeError {
             id,
-            code: 4000,
+            code: ErrorCode::Malformed,
             reason,
         }
     }

@@ -5,12 +5,14 @@
 //! string with escapes, a base64 payload, a list of nested messages).
 
 mod codec;
+mod codes;
 mod frame;
 #[cfg(feature = "json")]
 pub mod json;
 mod text;
 
 pub use codec::{Codec, DecodeError, EncodeError, FrameKind};
+pub use codes::{CloseCode, ErrorCode};
 pub use frame::{ClientFrame, Member, MessageFrame, Recover, Sender, ServerFrame};
 pub use text::{Data, Seq, Text};
 

@@ -743,7 +743,7 @@ impl<A: Authenticator, S: Storage> Harness<A, S> {
                     Output::Close { conn, code, reason } => {
                         assert!(!reason.is_empty(), "close {code} without a reason");
                         let peer = live(peers, conn, "a close");
-                        peer.inbox.events.push((now, Rx::Close(code)));
+                        peer.inbox.events.push((now, Rx::Close(code.code())));
                         peer.gone = true;
                         ended.push(conn);
                     }
