@@ -176,6 +176,18 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                 )?;
             }
             ensure(room.json == json, "a room's json counter is off")?;
+            #[cfg(feature = "alloc")]
+            if let Some(relay) = &room.relay {
+                let waiting = subs.iter().filter(|s| s.after == super::WAITING).count();
+                ensure(
+                    relay.holding as usize == waiting,
+                    "a room's holding count differs from its waiting subscribers",
+                )?;
+                ensure(
+                    relay.holding > 0 || relay.held.is_empty(),
+                    "a room holds messages for nobody",
+                )?;
+            }
             ensure(
                 room.postcard == postcard,
                 "a room's postcard counter is off",

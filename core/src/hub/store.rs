@@ -233,7 +233,7 @@ pub(super) struct RoomRelay {
     /// Subscribers waiting for their store read.
     pub(super) holding: u32,
     /// Messages delivered while someone waits: `(offset, record)`.
-    held: VecDeque<(u64, Vec<u8>)>,
+    pub(super) held: VecDeque<(u64, Vec<u8>)>,
     /// Messages relayed past a gap, waiting for it to be filled.
     ahead: BTreeMap<u64, Vec<u8>>,
     /// A read of the gap is in flight.
