@@ -1,39 +1,19 @@
 #![doc = include_str!("../README.md")]
 
 mod clock;
-mod conn;
-mod engine;
-mod outbox;
-mod producer;
-mod server;
+mod runtime;
 
 pub mod client;
 pub mod reconnecting;
-pub mod settings;
 
-pub use producer::RoomContext;
-pub use server::{CHAT_PAGE, HubHandle, Server, ServerBuilder, ServerError};
+pub use runtime::{Io, Task, Tokio};
 pub use switchboard_core as core;
+pub use switchboard_server::settings;
+pub use switchboard_server::{CHAT_PAGE, HubHandle, RoomContext, ServerError, init_logging};
 
-/// Sends `tracing` logs to stderr, filtered by `RUST_LOG` (default `info`),
-/// so that stdout carries only the [`Server::announce`] line. Dependencies
-/// that trace whole frames or headers (tungstenite, hyper) are held at
-/// `info` whatever `RUST_LOG` says: their traces would print tokens.
-pub fn init_logging() {
-    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    for quiet in [
-        "tungstenite=info",
-        "tokio_tungstenite=info",
-        "hyper=info",
-        "hyper_util=info",
-    ] {
-        if let Ok(d) = quiet.parse() {
-            filter = filter.add_directive(d);
-        }
-    }
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(filter)
-        .init();
-}
+/// Builds a [`Server`] on tokio (see [`switchboard_server::ServerBuilder`]).
+pub type ServerBuilder<A = switchboard_core::auth::NoTokens> =
+    switchboard_server::ServerBuilder<A, Tokio>;
+
+/// A running hub server on tokio.
+pub type Server = switchboard_server::Server<Tokio>;

@@ -3,7 +3,9 @@
 //! timeouts and on port 0.
 //!
 //! The suite is written against [`Harness`] so that every runtime (tokio
-//! today; smol and embassy when they land) runs the same tests.
+//! and smol; embassy when it lands) runs the same tests.
+
+pub mod browser;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -13,6 +15,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use switchboard_core::Config;
 use switchboard_core::auth::JwtAuthenticator;
+use switchboard_server::Runtime;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -56,13 +59,18 @@ pub trait Harness {
     ) -> impl Future<Output = Self::Hub> + Send;
 }
 
-/// The tokio runtime.
-pub struct Tokio;
+/// Hubs of the server on runtime `R`: every runtime runs the same suite.
+pub struct On<R>(std::marker::PhantomData<R>);
 
-/// A tokio hub under test.
-pub struct TokioHub(switchboard_tokio::Server);
+/// The tokio server.
+pub type Tokio = On<switchboard_tokio::Tokio>;
+/// The smol server.
+pub type Smol = On<switchboard_smol::Smol>;
 
-impl Running for TokioHub {
+/// A hub under test, on runtime `R`.
+pub struct Hub<R: Runtime>(switchboard_server::Server<R>);
+
+impl<R: Runtime> Running for Hub<R> {
     fn ws_url(&self) -> String {
         self.0.ws_url()
     }
@@ -83,22 +91,21 @@ impl Running for TokioHub {
     }
 }
 
-impl Harness for Tokio {
-    type Hub = TokioHub;
-    async fn start(config: Config, origins: &[&str]) -> TokioHub {
+impl<R: Runtime> Harness for On<R> {
+    type Hub = Hub<R>;
+    async fn start(config: Config, origins: &[&str]) -> Hub<R> {
         let auth = JwtAuthenticator::hs256(SECRET).expect("key");
         Self::start_with_auth(config, origins, auth).await
     }
-    async fn start_with_auth(config: Config, origins: &[&str], auth: JwtAuthenticator) -> TokioHub {
-        let mut b = switchboard_tokio::ServerBuilder::new(config).authenticator(auth);
+    async fn start_with_auth(config: Config, origins: &[&str], auth: JwtAuthenticator) -> Hub<R> {
+        let mut b = switchboard_server::ServerBuilder::<_, R>::new(config).authenticator(auth);
         for o in origins {
             b = b.allow_origin(*o);
         }
-        TokioHub(
-            b.bind("127.0.0.1:0".parse().expect("addr"))
-                .await
-                .expect("bind"),
-        )
+        Hub(b
+            .bind("127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("bind"))
     }
 }
 

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use switchboard_core::Config;
+use switchboard_server::{Runtime, ServerBuilder};
 use switchboard_tests::{WAIT, eventually};
-use switchboard_tokio::ServerBuilder;
 use switchboard_tokio::client::{Client, ClientOptions, Event};
 
 struct Live(Arc<AtomicUsize>);
@@ -19,12 +19,22 @@ impl Drop for Live {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn producer_lives_exactly_while_the_room_has_subscribers() {
+async fn producer_lives_exactly_while_the_room_has_subscribers_tokio() {
+    producer_lives_exactly_while_the_room_has_subscribers::<switchboard_tokio::Tokio>().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producer_lives_exactly_while_the_room_has_subscribers_smol() {
+    producer_lives_exactly_while_the_room_has_subscribers::<switchboard_smol::Smol>().await;
+}
+
+/// The producer sleeps with its runtime's timer.
+async fn producer_lives_exactly_while_the_room_has_subscribers<R: Runtime>() {
     tokio::time::timeout(Duration::from_secs(60), async {
         let live = Arc::new(AtomicUsize::new(0));
         let started = Arc::new(AtomicUsize::new(0));
         let (l, s) = (live.clone(), started.clone());
-        let server = ServerBuilder::new(Config {
+        let server = ServerBuilder::<_, R>::new(Config {
             allow_anonymous: true,
             ..Config::default()
         })
@@ -38,7 +48,9 @@ async fn producer_lives_exactly_while_the_room_has_subscribers() {
                 loop {
                     n += 1;
                     let _ = room.publish(format!("{{\"tick\":{n},\"room\":\"{}\"}}", room.room()));
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    let rt = R::default();
+                    rt.sleep_until(std::time::Instant::now() + Duration::from_millis(20))
+                        .await;
                 }
             }
         })

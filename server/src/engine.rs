@@ -7,17 +7,17 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use bytes::Bytes;
+use event_listener::Event as Wakeup;
 use switchboard_core::hub::{Output, OverflowAction, PublishError, Stats};
 use switchboard_core::protocol::CloseCode;
 use switchboard_core::storage::Growable;
 use switchboard_core::ws::{self, Event, Violation};
 use switchboard_core::{Authenticator, Codec, ConnId, Hub, Instant, Refusal, Upgrade};
-use tokio::sync::Notify;
-use tokio::task::AbortHandle;
 
 use crate::clock::Clock;
 use crate::outbox::{Ending, Outbox, frame};
 use crate::producer::Producers;
+use crate::runtime::Runtime;
 
 /// What a connection task needs from the hub, independent of the
 /// authenticator type.
@@ -36,42 +36,43 @@ pub(crate) trait Engine: Send + Sync + 'static {
     /// Bytes held by unfinished inbound messages.
     fn inbound_bytes(&self) -> usize;
     fn publish(&self, room: &str, data: &[u8], key: Option<&str>) -> Result<u64, PublishError>;
-    fn shutdown(&self, code: u16);
+    fn shutdown(&self, code: CloseCode);
     fn stats(&self) -> Stats;
     fn max_queue_bytes(&self) -> usize;
-    fn timer_loop(self: Arc<Self>) -> futures_util::future::BoxFuture<'static, ()>;
-    fn idle(&self) -> Arc<Notify>;
-    fn set_producers(&self, producers: Producers);
+    /// Notified whenever the hub has no connection left.
+    fn idle(&self) -> Arc<Wakeup>;
 }
 
-struct State<A: Authenticator> {
+struct State<A: Authenticator, R: Runtime> {
     hub: Hub<A, Growable>,
     outboxes: Vec<Option<(ConnId, Arc<Outbox>)>>,
     producers: Producers,
-    running: HashMap<String, Vec<AbortHandle>>,
+    /// Producer tasks by room: dropping them cancels them.
+    running: HashMap<String, Vec<R::Task>>,
     scheduled: Option<Instant>,
     overflowed: Vec<ConnId>,
 }
 
 /// The shared hub of one server process.
-pub(crate) struct Shared<A: Authenticator> {
-    state: Mutex<State<A>>,
+pub(crate) struct Shared<A: Authenticator, R: Runtime> {
+    state: Mutex<State<A, R>>,
     clock: Clock,
-    timer: Notify,
-    idle: Arc<Notify>,
+    timer: Wakeup,
+    idle: Arc<Wakeup>,
     max_queue_bytes: usize,
     limits: (usize, usize),
     inbound: AtomicIsize,
-    handle: tokio::runtime::Handle,
+    rt: R,
     me: Weak<Self>,
 }
 
-impl<A> Shared<A>
+impl<A, R> Shared<A, R>
 where
     A: Authenticator + Send + 'static,
     A::Identity: Send,
+    R: Runtime,
 {
-    pub(crate) fn new(hub: Hub<A, Growable>) -> Arc<Self> {
+    pub(crate) fn new(hub: Hub<A, Growable>, rt: R) -> Arc<Self> {
         let config = hub.config();
         let max_queue_bytes = config.max_queue_bytes;
         let limits = (config.max_frame, config.max_fragments);
@@ -85,18 +86,46 @@ where
                 overflowed: Vec::new(),
             }),
             clock: Clock::new(),
-            timer: Notify::new(),
-            idle: Arc::new(Notify::new()),
+            timer: Wakeup::new(),
+            idle: Arc::new(Wakeup::new()),
             max_queue_bytes,
             limits,
             inbound: AtomicIsize::new(0),
-            handle: tokio::runtime::Handle::current(),
+            rt,
             me: me.clone(),
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, State<A>> {
+    fn lock(&self) -> MutexGuard<'_, State<A, R>> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn set_producers(&self, producers: Producers) {
+        self.lock().producers = producers;
+    }
+
+    /// Calls the hub's `handle_timeout` whenever its `poll_timeout` comes.
+    pub(crate) async fn timer_loop(self: Arc<Self>) {
+        loop {
+            // Listen before reading the deadline: a sooner one set in
+            // between still wakes the loop.
+            let changed = self.timer.listen();
+            let next = self.lock().hub.poll_timeout();
+            let Some(at) = next else {
+                changed.await;
+                continue;
+            };
+            let sleep = self.rt.sleep_until(self.clock.to_std(at));
+            if let futures_util::future::Either::Left(_) =
+                futures_util::future::select(sleep, changed).await
+            {
+                let now = self.clock.now();
+                let mut state = self.lock();
+                state.scheduled = None;
+                state.hub.handle_timeout(now);
+                self.drain(&mut state, now);
+            }
+        }
     }
 
     /// Runs one input against the hub and applies every output.
@@ -107,7 +136,7 @@ where
         self.drain(&mut state, now);
     }
 
-    fn drain(&self, state: &mut State<A>, now: Instant) {
+    fn drain(&self, state: &mut State<A, R>, now: Instant) {
         loop {
             self.drain_once(state);
             if state.overflowed.is_empty() {
@@ -122,14 +151,14 @@ where
         let next = state.hub.poll_timeout();
         if next.is_some() && (state.scheduled.is_none() || next < state.scheduled) {
             state.scheduled = next;
-            self.timer.notify_one();
+            self.timer.notify(1);
         }
         if state.hub.stats().connections == 0 {
-            self.idle.notify_waiters();
+            self.idle.notify(usize::MAX);
         }
     }
 
-    fn drain_once(&self, state: &mut State<A>) {
+    fn drain_once(&self, state: &mut State<A, R>) {
         let State {
             hub,
             outboxes,
@@ -194,15 +223,14 @@ where
                     let Some(me) = self.me.upgrade() else {
                         continue;
                     };
-                    let handles = producers.start(room, me as Arc<dyn Engine>, &self.handle);
-                    if !handles.is_empty() {
-                        running.insert(room.to_owned(), handles);
+                    let tasks = producers.start(room, me as Arc<dyn Engine>, &self.rt);
+                    if !tasks.is_empty() {
+                        running.insert(room.to_owned(), tasks);
                     }
                 }
                 Output::RoomVacant { room } => {
-                    for h in running.remove(room).unwrap_or_default() {
-                        h.abort();
-                    }
+                    // Dropping the tasks cancels them.
+                    running.remove(room);
                 }
                 // This engine's hub keeps its store in memory and publishes
                 // with `Hub::publish_keyed`: neither is ever emitted.
@@ -233,10 +261,11 @@ fn opcode(codec: Codec) -> u8 {
     }
 }
 
-impl<A> Engine for Shared<A>
+impl<A, R> Engine for Shared<A, R>
 where
     A: Authenticator + Send + 'static,
     A::Identity: Send,
+    R: Runtime,
 {
     fn open(&self, upgrade: Upgrade<'_>, outbox: Arc<Outbox>) -> Result<ConnId, Refusal> {
         let now = self.clock.now();
@@ -302,8 +331,8 @@ where
         result
     }
 
-    fn shutdown(&self, code: u16) {
-        self.step(|hub, _| hub.shutdown(CloseCode::from_code(code)));
+    fn shutdown(&self, code: CloseCode) {
+        self.step(|hub, _| hub.shutdown(code));
     }
 
     fn stats(&self) -> Stats {
@@ -314,34 +343,7 @@ where
         self.max_queue_bytes
     }
 
-    fn timer_loop(self: Arc<Self>) -> futures_util::future::BoxFuture<'static, ()> {
-        Box::pin(async move {
-            loop {
-                let next = self.lock().hub.poll_timeout();
-                match next {
-                    Some(at) => {
-                        tokio::select! {
-                            _ = tokio::time::sleep_until(self.clock.to_tokio(at)) => {
-                                let now = self.clock.now();
-                                let mut state = self.lock();
-                                state.scheduled = None;
-                                state.hub.handle_timeout(now);
-                                self.drain(&mut state, now);
-                            }
-                            _ = self.timer.notified() => {}
-                        }
-                    }
-                    None => self.timer.notified().await,
-                }
-            }
-        })
-    }
-
-    fn idle(&self) -> Arc<Notify> {
+    fn idle(&self) -> Arc<Wakeup> {
         self.idle.clone()
-    }
-
-    fn set_producers(&self, producers: Producers) {
-        self.lock().producers = producers;
     }
 }

@@ -7,12 +7,11 @@
 
 use std::sync::Arc;
 
+use crate::engine::Engine;
+use crate::runtime::Runtime;
 use futures_util::future::BoxFuture;
 use switchboard_core::hub::PublishError;
 use switchboard_core::room::pattern_matches;
-use tokio::task::AbortHandle;
-
-use crate::engine::Engine;
 
 /// What a producer task gets: its room and a way to publish to it.
 #[derive(Clone)]
@@ -55,13 +54,14 @@ impl Producers {
         self.list.push((pattern, f));
     }
 
-    /// Starts every producer whose pattern matches `room`.
-    pub(crate) fn start(
+    /// Starts every producer whose pattern matches `room`; dropping a
+    /// returned task cancels it.
+    pub(crate) fn start<R: Runtime>(
         &self,
         room: &str,
         engine: Arc<dyn Engine>,
-        handle: &tokio::runtime::Handle,
-    ) -> Vec<AbortHandle> {
+        rt: &R,
+    ) -> Vec<R::Task> {
         self.list
             .iter()
             .filter(|(pattern, _)| pattern_matches(pattern, room))
@@ -71,7 +71,7 @@ impl Producers {
                     engine: engine.clone(),
                 };
                 tracing::debug!(room, "starting room producer");
-                handle.spawn(f(ctx)).abort_handle()
+                rt.spawn(f(ctx))
             })
             .collect()
     }

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -14,19 +14,18 @@ use hyper::header::{self, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use smol_hyper::rt::FuturesIo;
 use switchboard_core::auth::{NoTokens, RedactedQuery};
 use switchboard_core::hub::{HTTP_RESERVE, PublishError, Stats};
+use switchboard_core::protocol::CloseCode;
 use switchboard_core::storage::Growable;
 use switchboard_core::upgrade::{self, UpgradeError};
 use switchboard_core::{Authenticator, Config, Hub, Upgrade};
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::watch;
 
 use crate::engine::{Engine, Shared};
 use crate::outbox::Outbox;
 use crate::producer::{Producers, RoomContext};
+use crate::runtime::{Runtime, timeout};
 
 /// The example chat page served at `/`.
 pub const CHAT_PAGE: &str = include_str!("../assets/chat.html");
@@ -37,10 +36,11 @@ const FD_RESERVE: u64 = 64;
 
 /// Accept backlog: bursts of connects (reconnect storms after a deploy) must
 /// not overflow the kernel's accept queue (the default of 128 does).
-const BACKLOG: u32 = 4096;
+const BACKLOG: i32 = 4096;
 
-/// Builds a [`Server`].
-pub struct ServerBuilder<A = NoTokens> {
+/// Builds a [`Server`] on runtime `R`.
+pub struct ServerBuilder<A, R> {
+    rt: R,
     config: Config,
     auth: A,
     origins: Vec<String>,
@@ -51,7 +51,7 @@ pub struct ServerBuilder<A = NoTokens> {
     seed: Option<u64>,
 }
 
-impl std::fmt::Debug for ServerBuilder {
+impl<A, R> std::fmt::Debug for ServerBuilder<A, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerBuilder")
             .field("config", &self.config)
@@ -60,11 +60,12 @@ impl std::fmt::Debug for ServerBuilder {
     }
 }
 
-impl ServerBuilder<NoTokens> {
+impl<R: Runtime> ServerBuilder<NoTokens, R> {
     /// A server with `config` and no token authenticator (anonymous access
     /// only, if `config.allow_anonymous`).
     pub fn new(config: Config) -> Self {
         ServerBuilder {
+            rt: R::default(),
             config,
             auth: NoTokens,
             origins: Vec::new(),
@@ -77,14 +78,16 @@ impl ServerBuilder<NoTokens> {
     }
 }
 
-impl<A> ServerBuilder<A>
+impl<A, R> ServerBuilder<A, R>
 where
     A: Authenticator + Send + 'static,
     A::Identity: Send,
+    R: Runtime,
 {
     /// Checks tokens with `auth` (e.g. [`switchboard_core::auth::JwtAuthenticator`]).
-    pub fn authenticator<B: Authenticator>(self, auth: B) -> ServerBuilder<B> {
+    pub fn authenticator<B: Authenticator>(self, auth: B) -> ServerBuilder<B, R> {
         ServerBuilder {
+            rt: self.rt,
             config: self.config,
             auth,
             origins: self.origins,
@@ -141,42 +144,47 @@ where
     }
 
     /// Binds `addr` and starts serving.
-    pub async fn bind(self, addr: SocketAddr) -> Result<Server, ServerError> {
+    pub async fn bind(self, addr: SocketAddr) -> Result<Server<R>, ServerError> {
         let seed = self.seed.unwrap_or_else(random_seed);
         let mut hub = Hub::<A, Growable>::new(self.config.clone(), self.auth, seed)?;
         for o in &self.origins {
             hub.allow_origin(o)?;
         }
-        let shared = Shared::new(hub);
+        let rt = self.rt;
+        let shared = Shared::new(hub, rt.clone());
         shared.set_producers(self.producers);
         let engine: Arc<dyn Engine> = shared.clone();
         raise_fd_limit(self.config.max_connections);
-        let socket = if addr.is_ipv4() {
-            TcpSocket::new_v4()?
-        } else {
-            TcpSocket::new_v6()?
-        };
-        socket.set_reuseaddr(true)?;
-        socket.bind(addr)?;
-        let listener = socket.listen(BACKLOG)?;
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )?;
+        socket.set_reuse_address(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(BACKLOG)?;
+        socket.set_nonblocking(true)?;
+        let listener: std::net::TcpListener = socket.into();
         let addr = listener.local_addr()?;
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let listener = rt.listener(listener)?;
         let ws_path = self.ws_path.clone();
         let site = Arc::new(Site {
+            rt: rt.clone(),
             engine: engine.clone(),
             ws_path: self.ws_path,
             cookie_name: self.cookie_name,
             chat_page: self.chat_page,
             handshake_timeout: self.config.handshake_timeout.into(),
         });
-        let timer = tokio::spawn(shared.timer_loop());
-        let accept = tokio::spawn(accept_loop(listener, site, stop_rx));
+        let timer = rt.spawn(shared.timer_loop());
+        let accept = rt.spawn(accept_loop(rt.clone(), listener, site));
         Ok(Server {
+            rt,
             ws_path,
             addr,
             engine,
-            stop: stop_tx,
-            tasks: vec![timer, accept],
+            accept: Some(accept),
+            timer: Some(timer),
         })
     }
 }
@@ -193,14 +201,24 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
 }
 
-/// A running hub server.
-#[derive(Debug)]
-pub struct Server {
+/// A running hub server. Dropping it stops accepting and stops the hub's
+/// timers; [`Server::shutdown`] also closes the connections.
+pub struct Server<R: Runtime> {
+    rt: R,
     addr: SocketAddr,
     ws_path: String,
     engine: Arc<dyn Engine>,
-    stop: watch::Sender<bool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    accept: Option<R::Task>,
+    timer: Option<R::Task>,
+}
+
+impl<R: Runtime> std::fmt::Debug for Server<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("addr", &self.addr)
+            .field("ws_path", &self.ws_path)
+            .finish()
+    }
 }
 
 impl std::fmt::Debug for dyn Engine {
@@ -239,7 +257,7 @@ impl HubHandle {
     }
 }
 
-impl Server {
+impl<R: Runtime> Server<R> {
     /// The bound address (with the real port when bound to port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
@@ -268,57 +286,41 @@ impl Server {
 
     /// Stops accepting, closes every connection with `code` (1001 shutdown,
     /// 1012 restart) and waits until they are closed or `grace` has passed.
-    pub async fn shutdown(self, code: u16, grace: Duration) {
-        let _ = self.stop.send(true);
+    pub async fn shutdown(mut self, code: u16, grace: Duration) {
+        // Dropping the task stops accepting.
+        self.accept = None;
         let idle = self.engine.idle();
-        let wait = async {
+        let engine = self.engine.clone();
+        let wait = async move {
             loop {
-                let notified = idle.notified();
-                if self.engine.stats().connections == 0 {
+                let listener = idle.listen();
+                if engine.stats().connections == 0 {
                     return;
                 }
-                notified.await;
+                listener.await;
             }
         };
-        self.engine.shutdown(code);
-        if tokio::time::timeout(grace, wait).await.is_err() {
+        self.engine.shutdown(CloseCode::from_code(code));
+        if timeout(&self.rt, Instant::now() + grace, wait)
+            .await
+            .is_none()
+        {
             tracing::warn!(
                 left = self.engine.stats().connections,
                 "shutdown grace period over"
             );
         }
-        for t in &self.tasks {
-            t.abort();
-        }
+        self.timer = None;
     }
 
     /// Serves until SIGTERM or SIGINT (close 1001) or SIGUSR1 (close 1012,
     /// a restart), then shuts down with `grace`.
     pub async fn run_until_signal(self, grace: Duration) -> std::io::Result<()> {
-        let code = wait_for_signal().await?;
+        let code = self.rt.signal().await?.code();
         tracing::info!(code, "signal received: closing connections");
         self.shutdown(code, grace).await;
         Ok(())
     }
-}
-
-#[cfg(unix)]
-async fn wait_for_signal() -> std::io::Result<u16> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut usr1 = signal(SignalKind::user_defined1())?;
-    Ok(tokio::select! {
-        _ = term.recv() => 1001,
-        _ = int.recv() => 1001,
-        _ = usr1.recv() => 1012,
-    })
-}
-
-#[cfg(not(unix))]
-async fn wait_for_signal() -> std::io::Result<u16> {
-    tokio::signal::ctrl_c().await?;
-    Ok(1001)
 }
 
 fn random_seed() -> u64 {
@@ -351,7 +353,8 @@ fn raise_fd_limit(max_connections: usize) {
     }
 }
 
-struct Site {
+struct Site<R> {
+    rt: R,
     engine: Arc<dyn Engine>,
     ws_path: String,
     cookie_name: String,
@@ -370,45 +373,42 @@ impl Drop for HttpSocket {
 
 const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 14\r\nconnection: close\r\n\r\nover capacity\n";
 
-async fn accept_loop(listener: TcpListener, site: Arc<Site>, mut stop: watch::Receiver<bool>) {
+/// Accepts until the task is dropped.
+async fn accept_loop<R: Runtime>(rt: R, listener: R::Listener, site: Arc<Site<R>>) {
     // Accept errors (out of file descriptors, …) back off exponentially
     // instead of spinning, and are logged once per back-off.
     let mut backoff = Duration::ZERO;
     loop {
-        let (tcp, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => {
-                    backoff = Duration::ZERO;
-                    x
+        let (tcp, peer) = match rt.accept(&listener).await {
+            Ok(x) => {
+                backoff = Duration::ZERO;
+                x
+            }
+            Err(e) => {
+                backoff = (backoff * 2).clamp(Duration::from_millis(5), Duration::from_secs(1));
+                if backoff >= Duration::from_millis(320) || backoff == Duration::from_millis(5) {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "accept failed");
                 }
-                Err(e) => {
-                    backoff = (backoff * 2).clamp(Duration::from_millis(5), Duration::from_secs(1));
-                    if backoff >= Duration::from_millis(320) || backoff == Duration::from_millis(5) {
-                        tracing::warn!(error = %e, retry_in = ?backoff, "accept failed");
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = stop.changed() => return,
-                    }
-                    continue;
-                }
-            },
-            _ = stop.changed() => return,
+                rt.sleep_until(Instant::now() + backoff).await;
+                continue;
+            }
         };
         if site.engine.accept().is_err() {
             // Over max_connections and the HTTP reserve: refuse at once,
             // without reading the request.
-            tokio::spawn(async move {
+            let rt2 = rt.clone();
+            rt.detach(async move {
+                use futures_util::io::AsyncWriteExt as _;
                 let mut tcp = tcp;
-                let _ =
-                    tokio::time::timeout(Duration::from_millis(200), tcp.write_all(REFUSED)).await;
+                let deadline = Instant::now() + Duration::from_millis(200);
+                let _ = timeout(&rt2, deadline, tcp.write_all(REFUSED)).await;
             });
             continue;
         }
         let counted = HttpSocket(site.engine.clone());
-        let _ = tcp.set_nodelay(true);
         let site = site.clone();
-        tokio::spawn(async move {
+        let timer = rt.timer();
+        rt.detach(async move {
             let _counted = counted;
             let timeout = site.handshake_timeout;
             let svc = service_fn(move |req| {
@@ -416,11 +416,11 @@ async fn accept_loop(listener: TcpListener, site: Arc<Site>, mut stop: watch::Re
                 async move { Ok::<_, Infallible>(route(&site, req, peer)) }
             });
             let served = http1::Builder::new()
-                .timer(TokioTimer::new())
+                .timer(timer)
                 // Slowloris: a request head must arrive within the handshake
                 // timeout (also between keep-alive requests).
                 .header_read_timeout(timeout)
-                .serve_connection(TokioIo::new(tcp), svc)
+                .serve_connection(FuturesIo::new(tcp), svc)
                 .with_upgrades()
                 .await;
             if let Err(e) = served {
@@ -442,7 +442,11 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
     r
 }
 
-fn route(site: &Arc<Site>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+fn route<R: Runtime>(
+    site: &Arc<Site<R>>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Body> {
     let path = req.uri().path();
     if path == site.ws_path {
         return upgrade(site, req, peer);
@@ -481,7 +485,11 @@ fn route(site: &Arc<Site>, req: Request<Incoming>, peer: SocketAddr) -> Response
     }
 }
 
-fn upgrade(site: &Arc<Site>, mut req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+fn upgrade<R: Runtime>(
+    site: &Arc<Site<R>>,
+    mut req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Body> {
     let headers: Vec<upgrade::Header<'_>> = req
         .headers()
         .iter()
@@ -533,16 +541,19 @@ fn upgrade(site: &Arc<Site>, mut req: Request<Incoming>, peer: SocketAddr) -> Re
     drop(headers);
     let on_upgrade = hyper::upgrade::on(&mut req);
     let engine = site.engine.clone();
-    tokio::spawn(async move {
+    let rt = site.rt.clone();
+    site.rt.detach(async move {
         match on_upgrade.await {
-            Ok(upgraded) => match upgraded.downcast::<TokioIo<TcpStream>>() {
+            // The server only ever serves its runtime's sockets: take the
+            // socket back from hyper and write to it directly.
+            Ok(upgraded) => match upgraded.downcast::<FuturesIo<R::Stream>>() {
                 Ok(parts) => {
-                    let (rd, wr) = parts.io.into_inner().into_split();
-                    crate::conn::run(rd, wr, parts.read_buf, conn, outbox, engine).await;
+                    let (rd, wr) = R::split(parts.io.into_inner());
+                    crate::conn::run(rt, rd, wr, parts.read_buf, conn, outbox, engine).await;
                 }
-                Err(upgraded) => {
-                    let (rd, wr) = tokio::io::split(TokioIo::new(upgraded));
-                    crate::conn::run(rd, wr, Bytes::new(), conn, outbox, engine).await;
+                Err(_) => {
+                    tracing::error!(%peer, "upgraded connection of an unexpected type");
+                    engine.closed(conn);
                 }
             },
             Err(e) => {

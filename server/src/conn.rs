@@ -3,17 +3,21 @@
 //! writes. It makes no protocol decision.
 
 use std::io::IoSlice;
+use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_io::{AsyncRead, AsyncWrite};
+use futures_util::future::{Either, select};
+use futures_util::io::{AsyncReadExt, AsyncWriteExt};
 use switchboard_core::ConnId;
 use switchboard_core::ws::Reader;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::engine::Engine;
 use crate::outbox::{Batch, Ending, Outbox, close_frame};
+use crate::runtime::{Runtime, timeout};
 
 /// How long a closing connection may take to flush its last frames and the
 /// Close frame before the socket is dropped.
@@ -26,9 +30,15 @@ const READ_BUFFER: usize = 512;
 /// Frames handed to one vectored write (Linux's `IOV_MAX`).
 const MAX_IOV: usize = 1024;
 
+/// Reads in a row before the reader lets the writer (and other tasks) run:
+/// a peer that floods must not starve its own writer on a runtime without
+/// a cooperative budget (smol), after quinn's `IO_LOOP_BOUND`.
+const READS_PER_TURN: usize = 16;
+
 /// Runs connection `conn` on its socket halves; `pending` holds bytes the
 /// HTTP layer read past the upgrade request.
-pub(crate) async fn run<R, W>(
+pub(crate) async fn run<Rt, R, W>(
+    rt: Rt,
     mut rd: R,
     mut wr: W,
     mut pending: Bytes,
@@ -36,6 +46,7 @@ pub(crate) async fn run<R, W>(
     outbox: Arc<Outbox>,
     engine: Arc<dyn Engine>,
 ) where
+    Rt: Runtime,
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
@@ -48,7 +59,17 @@ pub(crate) async fn run<R, W>(
         let (max_message, max_fragments) = engine.message_limits();
         let mut ws: Reader = Reader::new(max_message, max_fragments);
         let mut buf = [0u8; READ_BUFFER];
+        let mut reads = 0;
         loop {
+            reads += 1;
+            if reads % READS_PER_TURN == 0 {
+                yield_now().await;
+                if outbox.is_ending() {
+                    // The hub ended the connection: nothing read matters
+                    // now; the writer finishes the close.
+                    std::future::pending::<()>().await;
+                }
+            }
             let n = if pending.is_empty() {
                 match rd.read(&mut buf).await {
                     Ok(0) => break,
@@ -96,31 +117,33 @@ pub(crate) async fn run<R, W>(
                 None => {
                     // A writer stuck on a client that does not read gives up
                     // as soon as the hub decides to end the connection.
-                    let ending = tokio::select! {
-                        r = write_batch(&mut wr, &outbox, batch) => match r {
-                            Ok(()) => continue,
-                            Err(e) => {
+                    let ending = {
+                        let write = pin!(write_batch(&mut wr, &outbox, batch));
+                        let ended = pin!(outbox.ended());
+                        match select(write, ended).await {
+                            Either::Left((Ok(()), _)) => continue,
+                            Either::Left((Err(e), _)) => {
                                 tracing::debug!(conn = %conn, error = %e, "write failed");
                                 return;
                             }
-                        },
-                        ending = outbox.ended() => ending,
+                            Either::Right((ending, _)) => ending,
+                        }
                     };
                     if let Ending::Close(code, reason) = ending {
                         let close = close_frame(code, reason);
-                        let _ = tokio::time::timeout(CLOSE_DEADLINE, async {
+                        let _ = timeout(&rt, Instant::now() + CLOSE_DEADLINE, async {
                             wr.write_all(&close).await?;
-                            wr.shutdown().await
+                            wr.close().await
                         })
                         .await;
                     }
                     return;
                 }
                 Some(Ending::Close(code, reason)) => {
-                    let _ = tokio::time::timeout(CLOSE_DEADLINE, async {
+                    let _ = timeout(&rt, Instant::now() + CLOSE_DEADLINE, async {
                         write_batch(&mut wr, &outbox, batch).await?;
                         wr.write_all(&close_frame(code, reason)).await?;
-                        wr.shutdown().await
+                        wr.close().await
                     })
                     .await;
                     return;
@@ -129,10 +152,7 @@ pub(crate) async fn run<R, W>(
             }
         }
     };
-    tokio::select! {
-        () = reader => {}
-        () = writer => {}
-    }
+    select(pin!(reader), pin!(writer)).await;
     engine.inbound(-(held.load(Relaxed) as isize));
     engine.closed(conn);
 }
@@ -180,4 +200,20 @@ where
         }
     }
     wr.flush().await
+}
+
+/// Returns `Pending` once, after asking to be polled again: lets the other
+/// half of the connection and other tasks run.
+async fn yield_now() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await
 }

@@ -10,9 +10,9 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use event_listener::Event;
 use switchboard_core::hub::admits;
 use switchboard_core::ws;
-use tokio::sync::Notify;
 
 /// How the connection ends, as decided by the core.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,8 +31,8 @@ struct Inner {
 /// The queue, shared by the hub (producer side) and the writer.
 pub(crate) struct Outbox {
     inner: Mutex<Inner>,
-    notify: Notify,
-    ended: Notify,
+    notify: Event,
+    ended: Event,
     max_bytes: usize,
 }
 
@@ -61,8 +61,8 @@ impl Outbox {
     pub(crate) fn new(max_bytes: usize) -> Self {
         Outbox {
             inner: Mutex::new(Inner::default()),
-            notify: Notify::new(),
-            ended: Notify::new(),
+            notify: Event::new(),
+            ended: Event::new(),
             max_bytes,
         }
     }
@@ -83,7 +83,7 @@ impl Outbox {
         inner.frames.push_back(frame);
         drop(inner);
         if wake {
-            self.notify.notify_one();
+            self.notify.notify(1);
         }
         true
     }
@@ -93,21 +93,29 @@ impl Outbox {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         inner.ending.get_or_insert(ending);
         drop(inner);
-        self.notify.notify_one();
-        self.ended.notify_waiters();
+        self.notify.notify(1);
+        self.ended.notify(usize::MAX);
+    }
+
+    /// Is the connection marked to end?
+    pub(crate) fn is_ending(&self) -> bool {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .ending
+            .is_some()
     }
 
     /// Resolves once the connection is marked to end (so that a writer
     /// stuck on a slow socket can give up its batch).
     pub(crate) async fn ended(&self) -> Ending {
         loop {
-            let notified = self.ended.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
+            // Listen first, then look: an end marked in between still wakes us.
+            let listener = self.ended.listen();
             if let Some(e) = self.inner.lock().unwrap_or_else(|e| e.into_inner()).ending {
                 return e;
             }
-            notified.await;
+            listener.await;
         }
     }
 
@@ -115,20 +123,31 @@ impl Outbox {
     /// stay counted until the writer has written them ([`Outbox::written`]).
     pub(crate) async fn take(&self) -> Batch {
         loop {
-            {
-                let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-                if !inner.frames.is_empty() || inner.ending.is_some() {
-                    // The queue left behind is empty with no capacity: idle
-                    // connections do not keep a burst's worth of memory.
-                    let frames = std::mem::take(&mut inner.frames);
-                    return Batch {
-                        frames,
-                        ending: inner.ending,
-                    };
-                }
+            if let Some(batch) = self.try_take() {
+                return batch;
             }
-            self.notify.notified().await;
+            // Listen, then look again: a push in between still wakes us.
+            // (A listener costs an allocation: only an idle writer needs one.)
+            let listener = self.notify.listen();
+            if let Some(batch) = self.try_take() {
+                return batch;
+            }
+            listener.await;
         }
+    }
+
+    fn try_take(&self) -> Option<Batch> {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if inner.frames.is_empty() && inner.ending.is_none() {
+            return None;
+        }
+        // The queue left behind is empty with no capacity: idle connections
+        // do not keep a burst's worth of memory.
+        let frames = std::mem::take(&mut inner.frames);
+        Some(Batch {
+            frames,
+            ending: inner.ending,
+        })
     }
 
     /// The writer wrote `bytes` of what it took.
