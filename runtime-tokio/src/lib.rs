@@ -8,7 +8,6 @@ mod producer;
 mod server;
 
 pub mod client;
-pub mod reconnecting;
 pub mod settings;
 
 pub use producer::RoomContext;
