@@ -11,7 +11,7 @@ use switchboard_core::client::{
     ClientConfig, Event, Message, OpId, Output, Reply, RequestError, Session, State,
 };
 use switchboard_core::hub::ConnId;
-use switchboard_core::protocol::Codec;
+use switchboard_core::protocol::{ClientFrame, Codec};
 use switchboard_core::{Config, Duration, Instant, NamespaceConfig};
 
 fn hub_config() -> Config {
@@ -45,9 +45,13 @@ struct Pair {
 
 impl Pair {
     fn new(config: ClientConfig) -> Pair {
+        Pair::with_token(config, "user:alice")
+    }
+
+    fn with_token(config: ClientConfig, token: &str) -> Pair {
         let mut s = Session::new(config, 7);
         let h = Harness::new(hub_config());
-        s.set_token(h.now, Some("user:alice".into()), None);
+        s.set_token(h.now, Some(token.into()), None);
         s.connect(h.now);
         let mut p = Pair {
             h,
@@ -442,6 +446,303 @@ fn the_token_is_refreshed_before_it_expires() {
     p.s.set_token(p.now(), Some("user:alice".into()), None);
     p.pump();
     assert_eq!(p.s.state(), State::Connected);
+}
+
+/// Reconnection off: one connection, as a plain client.
+fn one_shot() -> ClientConfig {
+    ClientConfig {
+        reconnect: false,
+        ..ClientConfig::default()
+    }
+}
+
+impl Pair {
+    /// Like `pump`, but also returns the frames the session sent.
+    fn pump_sent(&mut self) -> Vec<Vec<u8>> {
+        let mut sent = Vec::new();
+        while let Some(out) = self.s.poll_output() {
+            match out {
+                Output::Transmit(bytes) => {
+                    let bytes = bytes.to_vec();
+                    if let Some(c) = self.conn {
+                        self.h.send_raw(c, Codec::Json.frame_kind(), &bytes);
+                    }
+                    sent.push(bytes);
+                }
+                Output::Event(e) => self.events.push(e),
+                Output::Connect | Output::Close => panic!("unexpected {out:?}"),
+            }
+        }
+        self.pump();
+        sent
+    }
+
+    fn errors(&self) -> Vec<(Option<u64>, u16)> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Error { id, code, .. } => Some((*id, *code)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// The `key` of the one `publish` among `frames`.
+fn publish_key(frames: &[Vec<u8>]) -> Option<String> {
+    let mut keys = frames
+        .iter()
+        .filter_map(|f| match Codec::Json.decode_client(f) {
+            Ok(ClientFrame::Publish { key, .. }) => Some(key.map(|k| k.as_str().to_owned())),
+            _ => None,
+        });
+    let key = keys.next().expect("a publish was sent");
+    assert!(keys.next().is_none(), "one publish");
+    key
+}
+
+#[test]
+fn without_reconnection_a_lost_connection_ends_the_session_with_its_code() {
+    let mut p = Pair::new(one_shot());
+    let op = p.s.subscribe(p.now(), "chat:a", false);
+    p.pump();
+    assert!(p.reply(op).is_ok());
+    // No re-send is possible, so a publish carries no key.
+    let op = p.s.publish(p.now(), "chat:a", b"1");
+    assert_eq!(publish_key(&p.pump_sent()), None);
+    assert_eq!(p.reply(op), Ok(Reply::Ack { offset: 1 }));
+    let pending = p.s.history(p.now(), "chat:a", None, None);
+    p.drop_link_with(1012);
+    assert_eq!(p.reply(pending), Err(RequestError::Closed));
+    assert_eq!(p.s.state(), State::Closed);
+    assert!(p.take_events().contains(&Event::State {
+        state: State::Closed,
+        code: Some(1012)
+    }));
+    assert!(p.s.poll_timeout().is_none(), "no reconnect");
+    // With reconnection on, the same publish carries a fresh key.
+    let mut p = Pair::new(ClientConfig::default());
+    p.s.publish(p.now(), "chat:a", b"1");
+    assert!(publish_key(&p.pump_sent()).is_some());
+}
+
+#[test]
+fn the_applications_own_subscribe_gets_its_replay_in_the_reply() {
+    let mut p = Pair::new(one_shot());
+    let op = p.s.subscribe(p.now(), "chat:a", false);
+    p.pump();
+    let Ok(Reply::Subscribed { epoch, .. }) = p.reply(op) else {
+        panic!("not subscribed")
+    };
+    for i in 1..=3 {
+        p.h.publish("chat:a", i.to_string().as_bytes()).unwrap();
+    }
+    p.pump();
+    assert_eq!(payloads(&p.messages()), ["1", "2", "3"]);
+    // From a position saved elsewhere: the gap comes inside the reply, and
+    // not again as events.
+    let op =
+        p.s.subscribe_from(p.now(), "chat:a", false, Some((&epoch, 1)));
+    p.pump();
+    let Ok(Reply::Subscribed {
+        recovered: true,
+        offset: 3,
+        messages,
+        ..
+    }) = p.reply(op)
+    else {
+        panic!("not recovered: {:?}", p.events)
+    };
+    assert_eq!(payloads(&messages), ["2", "3"]);
+    assert!(p.messages().is_empty(), "replayed once, in the reply");
+    assert_eq!(p.s.position("chat:a"), Some((epoch.as_str(), 3)));
+    // From nothing: no `recover` at all.
+    let op = p.s.subscribe_from(p.now(), "chat:a", false, None);
+    let sent = p.pump_sent();
+    assert!(matches!(
+        Codec::Json.decode_client(&sent[0]),
+        Ok(ClientFrame::Subscribe { recover: None, .. })
+    ));
+    let Ok(Reply::Subscribed {
+        recovered: false,
+        messages,
+        ..
+    }) = p.reply(op)
+    else {
+        panic!("not subscribed")
+    };
+    assert!(messages.is_empty());
+    p.h.publish("chat:a", b"4").unwrap();
+    p.pump();
+    assert_eq!(payloads(&p.messages()), ["4"]);
+}
+
+#[test]
+fn ping_refresh_keys_and_errors_nobody_waits_for() {
+    let mut p = Pair::new(one_shot());
+    let op = p.s.ping(p.now());
+    p.pump();
+    assert_eq!(p.reply(op), Ok(Reply::Pong));
+    let op = p.s.refresh(p.now(), "user:alice".into(), None);
+    p.pump();
+    assert_eq!(
+        p.reply(op),
+        Ok(Reply::Authed {
+            user: Some("alice".into())
+        })
+    );
+    // The application's key: a second publish with it is acked with the
+    // first offset and stored once; a bad key is error 4000.
+    let a = p.s.publish_with_key(p.now(), "chat:k", b"1", "op-1");
+    assert_eq!(publish_key(&p.pump_sent()).as_deref(), Some("op-1"));
+    let b = p.s.publish_with_key(p.now(), "chat:k", b"1", "op-1");
+    p.pump();
+    assert_eq!(p.reply(a), Ok(Reply::Ack { offset: 1 }));
+    assert_eq!(p.reply(b), Ok(Reply::Ack { offset: 1 }));
+    assert_eq!(p.h.hub.stats().published, 1);
+    let bad = p.s.publish_with_key(p.now(), "chat:k", b"2", "no spaces");
+    p.pump();
+    assert!(matches!(
+        p.reply(bad),
+        Err(RequestError::Server { code: 4000, .. })
+    ));
+    // Hand-built frames: their errors are events, with the id they carry.
+    assert!(p.s.transmit_raw(br#"{"type":"teleport","id":900}"#));
+    assert!(p.s.transmit_raw(b"{not json"));
+    p.pump();
+    assert_eq!(p.errors(), [(Some(900), 4000), (None, 4000)]);
+    // Fire and forget: delivered, no reply.
+    let op = p.s.subscribe(p.now(), "chat:f", false);
+    p.pump();
+    assert!(p.reply(op).is_ok());
+    p.take_events();
+    assert!(p.s.publish_nowait("chat:f", b"\"nowait\""));
+    p.pump();
+    let events = p.take_events();
+    assert!(
+        events.iter().all(|e| matches!(e, Event::Message(_))),
+        "{events:?}"
+    );
+    assert_eq!(events.len(), 1);
+    // Not connected: the refresh fails, its token is kept.
+    p.drop_link();
+    let op = p.s.refresh(p.now(), "user:alice:exp=9999".into(), None);
+    assert!(!p.s.publish_nowait("chat:f", b"1"));
+    assert!(!p.s.transmit_raw(b"{}"));
+    p.pump();
+    assert_eq!(p.reply(op), Err(RequestError::Closed));
+    assert_eq!(p.s.token(), Some("user:alice:exp=9999"));
+}
+
+#[test]
+fn a_refused_subscribe_forgets_its_room() {
+    let mut p = Pair::with_token(ClientConfig::default(), "user:alice:rooms=chat:*");
+    let refused = p.s.subscribe(p.now(), "news:x", false);
+    let granted = p.s.subscribe(p.now(), "chat:a", false);
+    p.pump();
+    assert!(matches!(
+        p.reply(refused),
+        Err(RequestError::Server { code: 4003, .. })
+    ));
+    assert!(p.reply(granted).is_ok());
+    p.take_events();
+    p.drop_link();
+    p.advance(Duration::from_secs(60));
+    assert_eq!(p.s.state(), State::Connected);
+    assert!(p.errors().is_empty(), "news:x resubscribed: {:?}", p.events);
+    let resubscribed: Vec<String> = p
+        .take_events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Resubscribed { room, .. } => Some(room),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(resubscribed, ["chat:a"]);
+}
+
+#[test]
+fn a_connection_attempt_without_welcome_is_given_up() {
+    for reconnect in [false, true] {
+        let config = ClientConfig {
+            reconnect,
+            connect_timeout: Duration::from_secs(2),
+            ..ClientConfig::default()
+        };
+        let t0 = Instant::from_secs(1_000);
+        let mut s = Session::new(config, 3);
+        s.connect(t0);
+        while s.poll_output().is_some() {}
+        s.handle_connected(t0);
+        assert_eq!(
+            s.poll_timeout(),
+            Some(t0 + Duration::from_secs(2)),
+            "the attempt's deadline"
+        );
+        let t = t0 + Duration::from_secs(2);
+        s.handle_timeout(t);
+        let mut closed = false;
+        let mut states = Vec::new();
+        while let Some(out) = s.poll_output() {
+            match out {
+                Output::Close => closed = true,
+                Output::Event(Event::State { state, code }) => states.push((state, code)),
+                _ => {}
+            }
+        }
+        assert!(closed, "the socket is closed");
+        if reconnect {
+            assert_eq!(states, [(State::Disconnected, None)]);
+            assert!(s.poll_timeout().is_some_and(|at| at > t), "a retry");
+        } else {
+            assert_eq!(states, [(State::Closed, None)]);
+            assert_eq!(s.poll_timeout(), None);
+        }
+    }
+}
+
+#[test]
+fn a_token_in_the_upgrade_is_not_sent_again() {
+    let config = ClientConfig {
+        token_in_upgrade: true,
+        ..ClientConfig::default()
+    };
+    let mut h = Harness::new(hub_config());
+    let mut s = Session::new(config, 5);
+    s.set_token(h.now, Some("user:bob".into()), None);
+    s.connect(h.now);
+    let mut connect = false;
+    while let Some(out) = s.poll_output() {
+        connect |= matches!(out, Output::Connect);
+    }
+    assert!(connect);
+    // The driver puts the session's token in the upgrade.
+    let c = h.open_query(Codec::Json, s.token().expect("token"));
+    s.handle_connected(h.now);
+    while let Some(out) = s.poll_output() {
+        assert!(!matches!(out, Output::Transmit(_)), "no auth frame");
+    }
+    for (_, rx) in h.take(c).events {
+        if let Rx::Frame(bytes) = rx {
+            s.handle_frame(h.now, &bytes);
+        }
+    }
+    assert_eq!(s.state(), State::Connected);
+    let mut welcome = None;
+    while let Some(out) = s.poll_output() {
+        if let Output::Event(Event::Welcome {
+            user,
+            ping_interval,
+            ..
+        }) = out
+        {
+            welcome = Some((user, ping_interval));
+        }
+    }
+    assert_eq!(
+        welcome,
+        Some((Some("bob".into()), Duration::from_secs(3600)))
+    );
 }
 
 proptest! {

@@ -4,7 +4,6 @@ mod clock;
 mod runtime;
 
 pub mod client;
-pub mod reconnecting;
 
 pub use runtime::{Io, Task, Tokio};
 pub use switchboard_core as core;

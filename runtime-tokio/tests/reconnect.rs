@@ -1,14 +1,15 @@
-//! The session-driven client through real sockets across a graceful restart
-//! (SIGUSR1 → 1012) and a killed server (SIGKILL: no close frame), with the
-//! `switchboard` binary on loopback. Bounded by timeouts throughout.
+//! The client with reconnection on, through real sockets across a graceful
+//! restart (SIGUSR1 → 1012) and a killed server (SIGKILL: no close frame),
+//! with the `switchboard` binary on loopback; and the same client with
+//! reconnection off, which ends with the close code. Bounded by timeouts
+//! throughout.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use switchboard_core::client::{ClientConfig, Event, Reply, State};
-use switchboard_tokio::reconnecting::ReconnectingClient;
+use switchboard_tokio::client::{Client, ClientOptions, Event, Reconnect};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -73,7 +74,7 @@ fn signal(server: &Server, sig: &str) {
 }
 
 /// Waits for the first event matching `f`, returning it.
-async fn until(client: &mut ReconnectingClient, what: &str, f: impl Fn(&Event) -> bool) -> Event {
+async fn until(client: &mut Client, what: &str, f: impl Fn(&Event) -> bool) -> Event {
     tokio::time::timeout(WAIT, async {
         loop {
             match client.next_event().await {
@@ -87,7 +88,7 @@ async fn until(client: &mut ReconnectingClient, what: &str, f: impl Fn(&Event) -
     .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
 }
 
-async fn message(client: &mut ReconnectingClient) -> (String, u64, Vec<u8>) {
+async fn message(client: &mut Client) -> (String, u64, Vec<u8>) {
     match until(client, "a message", |e| matches!(e, Event::Message(_))).await {
         Event::Message(m) => (m.epoch, m.offset, m.data),
         _ => unreachable!(),
@@ -100,25 +101,22 @@ async fn reconnects_across_a_restart_and_a_killed_server() {
         let mut server = start("127.0.0.1:0");
         let addr = server.addr.clone();
         let url = format!("ws://{addr}/ws");
-        let config = ClientConfig {
-            min_reconnect_delay: Duration::from_millis(50).into(),
-            max_reconnect_delay: Duration::from_millis(400).into(),
-            ..ClientConfig::default()
+        let options = ClientOptions {
+            timeout: WAIT,
+            reconnect: Some(Reconnect {
+                min_delay: Duration::from_millis(50),
+                max_delay: Duration::from_millis(400),
+                ..Reconnect::default()
+            }),
+            ..ClientOptions::default()
         };
-        let mut client = ReconnectingClient::start(&url, config, None);
-        let sub = client.subscribe("chat:a", false).await.expect("subscribe");
-        assert!(matches!(
-            sub,
-            Reply::Subscribed {
-                recovered: false,
-                ..
-            }
-        ));
+        let mut client = Client::connect(&url, options).await.expect("connect");
+        let first_client = client.welcome().client.clone();
+        let sub = client.subscribe("chat:a").await.expect("subscribe");
+        assert!(!sub.recovered);
         for i in 1..=3u64 {
-            assert_eq!(
-                client.publish("chat:a", i.to_string().as_bytes()).await,
-                Ok(i)
-            );
+            let offset = client.publish("chat:a", i.to_string().as_bytes()).await;
+            assert_eq!(offset.expect("publish"), i);
         }
         let mut first_epoch = String::new();
         for i in 1..=3u64 {
@@ -131,14 +129,22 @@ async fn reconnects_across_a_restart_and_a_killed_server() {
         // its history gone: recovered false, and the room goes on.
         signal(&server, "-USR1");
         until(&mut client, "disconnected with 1012", |e| {
-            *e == Event::State {
-                state: State::Disconnected,
-                code: Some(1012),
-            }
+            matches!(
+                e,
+                Event::Disconnected {
+                    code: Some(1012),
+                    ..
+                }
+            )
         })
         .await;
         let _ = server.child.wait();
         server = start(&addr);
+        until(&mut client, "reconnected", |e| {
+            matches!(e, Event::Reconnected(_))
+        })
+        .await;
+        assert_ne!(client.welcome().client, first_client, "a new connection id");
         until(&mut client, "resubscribed after the restart", |e| {
             *e == Event::Resubscribed {
                 room: "chat:a".into(),
@@ -146,7 +152,7 @@ async fn reconnects_across_a_restart_and_a_killed_server() {
             }
         })
         .await;
-        assert_eq!(client.publish("chat:a", b"4").await, Ok(1));
+        assert_eq!(client.publish("chat:a", b"4").await.expect("publish"), 1);
         let (epoch, offset, data) = message(&mut client).await;
         assert_ne!(epoch, first_epoch, "a new process, a new epoch");
         assert_eq!((offset, data), (1, b"4".to_vec()));
@@ -155,15 +161,12 @@ async fn reconnects_across_a_restart_and_a_killed_server() {
         // offline queue and are delivered once the server is back.
         signal(&server, "-KILL");
         until(&mut client, "disconnected without a code", |e| {
-            *e == Event::State {
-                state: State::Disconnected,
-                code: None,
-            }
+            matches!(e, Event::Disconnected { code: None, .. })
         })
         .await;
         let _ = server.child.wait();
         let pending = {
-            let c = &client;
+            let c = &mut client;
             async move { c.publish("chat:a", b"5").await }
         };
         let restart = async {
@@ -173,8 +176,8 @@ async fn reconnects_across_a_restart_and_a_killed_server() {
         let (published, new_server) = tokio::join!(pending, restart);
         server = new_server;
         assert_eq!(
-            published,
-            Ok(1),
+            published.expect("publish"),
+            1,
             "queued offline, published after the return"
         );
         let (_, offset, data) = message(&mut client).await;
@@ -182,6 +185,42 @@ async fn reconnects_across_a_restart_and_a_killed_server() {
 
         client.close().await;
         drop(server);
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_reconnection_a_restart_ends_the_client_with_its_code() {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let server = start("127.0.0.1:0");
+        let url = format!("ws://{}/ws", server.addr);
+        let options = ClientOptions {
+            timeout: WAIT,
+            ..ClientOptions::default()
+        };
+        let mut client = Client::connect(&url, options).await.expect("connect");
+        client.subscribe("chat:a").await.expect("subscribe");
+        signal(&server, "-USR1");
+        let last = until(&mut client, "closed", |e| {
+            matches!(e, Event::Closed { .. } | Event::Disconnected { .. })
+        })
+        .await;
+        assert!(
+            matches!(
+                last,
+                Event::Closed {
+                    code: Some(1012),
+                    ..
+                }
+            ),
+            "{last:?}"
+        );
+        assert!(
+            client.next_event().await.is_none(),
+            "Closed is the last event"
+        );
+        assert!(client.ping().await.is_err());
     })
     .await
     .expect("test timed out");

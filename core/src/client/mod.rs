@@ -9,6 +9,11 @@
 //! idempotency keys, so a publish whose ack was lost is never duplicated),
 //! and an application-level `ping` that finds a dead connection.
 //!
+//! With [`ClientConfig::reconnect`] off the same session is a plain client
+//! of one connection: a lost connection ends it ([`State::Closed`] with the
+//! close code), and publishes carry no idempotency key (they are never
+//! re-sent).
+//!
 //! **Drive it like the hub**: after every `handle_*` call or command, drain
 //! [`Session::poll_output`] until it returns `None`, then sleep until
 //! [`Session::poll_timeout`] and call [`Session::handle_timeout`].
@@ -69,6 +74,15 @@ pub struct ClientConfig {
     pub offline_queue: usize,
     /// Ask for a fresh token this long before the current one expires.
     pub refresh_before: Duration,
+    /// A connection attempt that has not received `welcome` this long after
+    /// its [`Output::Connect`] is abandoned ([`Output::Close`]) and counts as
+    /// a lost connection.
+    pub connect_timeout: Duration,
+    /// The driver carries the token in the upgrade request (the `token`
+    /// query parameter or the `sb_token` cookie, PROTOCOL.md §2), reading it
+    /// with [`Session::token`] at every [`Output::Connect`]; the session then
+    /// sends no first `auth` frame. Off: the token goes in the first frame.
+    pub token_in_upgrade: bool,
 }
 
 impl Default for ClientConfig {
@@ -84,6 +98,8 @@ impl Default for ClientConfig {
             ping_interval: None,
             offline_queue: 100,
             refresh_before: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            token_in_upgrade: false,
         }
     }
 }
@@ -154,7 +170,7 @@ pub struct Message {
 /// A successful reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
-    /// `subscribed` (its replayed messages arrive as [`Event::Message`]s).
+    /// `subscribed`.
     Subscribed {
         /// The room's epoch.
         epoch: String,
@@ -162,6 +178,12 @@ pub enum Reply {
         offset: u64,
         /// Was the gap since the last message seen replayed?
         recovered: bool,
+        /// The messages replayed for this subscribe, oldest first and
+        /// de-duplicated; they are not delivered again as
+        /// [`Event::Message`]. (A resubscribe the session makes on its own
+        /// after a reconnect has no reply: its replay arrives as
+        /// [`Event::Message`]s.)
+        messages: Vec<Message>,
     },
     /// `unsubscribed`.
     Unsubscribed,
@@ -181,6 +203,13 @@ pub enum Reply {
         /// Oldest first.
         messages: Vec<Message>,
     },
+    /// `pong` (to [`Session::ping`]).
+    Pong,
+    /// `authed` (to [`Session::refresh`]): the user of the new token.
+    Authed {
+        /// User id.
+        user: Option<String>,
+    },
 }
 
 /// What the application hears.
@@ -199,6 +228,8 @@ pub enum Event {
         client: String,
         /// User id.
         user: Option<String>,
+        /// The server's heartbeat interval (`ping_interval_ms`).
+        ping_interval: Duration,
     },
     /// A message, exactly once per `(epoch, offset)`, in offset order.
     Message(Message),
@@ -234,6 +265,18 @@ pub enum Event {
     /// The token expires soon or was refused as expired (4004): call
     /// [`Session::set_token`].
     TokenNeeded,
+    /// An `error` frame that no application request waits for: one without
+    /// an `id` (e.g. a rate-limited [`Session::publish_nowait`]), one whose
+    /// request already timed out, one caused by [`Session::transmit_raw`],
+    /// or a refused resubscribe after a reconnect.
+    Error {
+        /// The `id` it echoes, if any.
+        id: Option<u64>,
+        /// The protocol code.
+        code: u16,
+        /// The server's reason.
+        reason: String,
+    },
 }
 
 /// What the session asks its driver to do.
@@ -245,7 +288,8 @@ pub enum Output<'a> {
     Connect,
     /// Send these bytes as one frame (text for JSON, binary for postcard).
     Transmit(&'a [u8]),
-    /// Close the socket (code 1000); no `handle_disconnected` is needed.
+    /// Close the socket (code 1000), or abandon the connection attempt under
+    /// way; no `handle_disconnected` is needed.
     Close,
     /// Hand this to the application.
     Event(Event),
@@ -254,9 +298,14 @@ pub enum Output<'a> {
 /// What a pending request was.
 #[derive(Debug, Clone)]
 enum Kind {
-    Subscribe { room: String, resubscribe: bool },
+    Subscribe {
+        room: String,
+        resubscribe: bool,
+    },
     Unsubscribe,
-    Publish(Queued),
+    /// `Some` keeps the publish for a re-send after a reconnect; `None`
+    /// (reconnection off) keeps nothing but the op.
+    Publish(Option<Queued>),
     Presence,
     History,
     Ping,
@@ -275,7 +324,17 @@ struct Queued {
     op: OpId,
     room: String,
     data: Vec<u8>,
-    key: String,
+    key: Option<String>,
+    deadline: Instant,
+}
+
+/// An `auth` sent on this connection, waiting for its `authed` (which
+/// carries no id: they come back in order).
+#[derive(Debug, Clone)]
+struct AuthWait {
+    /// `None` once answered by a timeout (kept so the order still holds) or
+    /// for a [`Session::set_token`] nobody waits for.
+    op: Option<OpId>,
     deadline: Instant,
 }
 
@@ -287,6 +346,8 @@ struct Room {
     seen: Option<(String, u64)>,
     /// The application's subscribe waiting for its `subscribed`.
     op: Option<OpId>,
+    /// The request id of the last `subscribe` sent for it.
+    sub_id: Option<u64>,
 }
 
 /// The client session. See the [module docs](self).
@@ -302,11 +363,13 @@ pub struct Session {
     rooms: BTreeMap<String, Room>,
     pending: BTreeMap<u64, Pending>,
     offline: VecDeque<Queued>,
+    auths: VecDeque<AuthWait>,
     next_id: u64,
     next_op: u64,
     out: VecDeque<OutputItem>,
     buf: Vec<u8>,
     reconnect_at: Option<Instant>,
+    connect_deadline: Option<Instant>,
     connected_at: Option<Instant>,
     ping_at: Option<Instant>,
     server_ping: Duration,
@@ -344,7 +407,7 @@ fn member(m: &crate::protocol::Member<'_>) -> MemberInfo {
 
 /// Does close code `code` end the session for good (PROTOCOL.md §6)?
 pub fn is_final_close(code: u16) -> bool {
-    matches!(code, 4001 | 4003 | 4010)
+    crate::protocol::CloseCode::from_code(code).is_final()
 }
 
 impl Session {
@@ -362,11 +425,13 @@ impl Session {
             rooms: BTreeMap::new(),
             pending: BTreeMap::new(),
             offline: VecDeque::new(),
+            auths: VecDeque::new(),
             next_id: 1,
             next_op: 1,
             out: VecDeque::new(),
             buf: Vec::new(),
             reconnect_at: None,
+            connect_deadline: None,
             connected_at: None,
             ping_at: None,
             server_ping: Duration::from_secs(25),
@@ -395,32 +460,42 @@ impl Session {
         Some((epoch, *offset))
     }
 
+    /// The current token: what a driver with [`ClientConfig::token_in_upgrade`]
+    /// puts in the upgrade request at every [`Output::Connect`].
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
     // ------------------------------------------------------------ commands
 
-    /// Sets the token (sent in the first frame of every connection) and when
-    /// it expires. While connected it refreshes the session (`auth`); while
-    /// waiting for a token after 4004 it reconnects.
+    /// Sets the token (sent at the start of every connection: in the first
+    /// frame, or by the driver in the upgrade with
+    /// [`ClientConfig::token_in_upgrade`]) and when it expires. While
+    /// connected it refreshes the session (`auth`); while waiting for a token
+    /// after 4004 it reconnects.
     pub fn set_token(&mut self, now: Instant, token: Option<String>, expires: Option<Instant>) {
-        self.token = token;
-        self.token_exp = expires;
-        self.refresh_asked = false;
-        if self.state == State::Connected
-            && let Some(t) = self.token.clone()
-        {
-            self.send(&ClientFrame::Auth {
-                token: Text::Borrowed(&t),
+        self.replace_token(now, token, expires, None);
+    }
+
+    /// [`Session::set_token`] with a reply: while connected the `auth` frame's
+    /// `authed` answers [`Reply::Authed`] (a refused token closes the
+    /// connection: 4001). While not connected it fails with
+    /// [`RequestError::Closed`], the token kept for the next connection.
+    pub fn refresh(&mut self, now: Instant, token: String, expires: Option<Instant>) -> OpId {
+        let op = self.op();
+        if !self.replace_token(now, Some(token), expires, Some(op)) {
+            self.event(Event::Reply {
+                op,
+                result: Err(RequestError::Closed),
             });
         }
-        if self.awaiting_token {
-            self.awaiting_token = false;
-            self.reconnect_at = Some(now);
-        }
+        op
     }
 
     /// Starts connecting.
-    pub fn connect(&mut self, _now: Instant) {
+    pub fn connect(&mut self, now: Instant) {
         if matches!(self.state, State::Idle | State::Disconnected) {
-            self.start_connect();
+            self.start_connect(now);
         }
     }
 
@@ -429,31 +504,31 @@ impl Session {
         if self.state == State::Closed {
             return;
         }
-        if self.transport_open {
+        if self.transport_open || self.state == State::Connecting {
             self.out.push_back(OutputItem::Close);
         }
         self.transport_open = false;
         self.finish(None);
     }
 
-    /// Subscribes to `room` (kept across reconnects until unsubscribed).
+    /// Subscribes to `room` (kept across reconnects until unsubscribed),
+    /// with `recover` from the last message seen there, if any.
     pub fn subscribe(&mut self, now: Instant, room: &str, presence: bool) -> OpId {
-        let op = self.op();
-        if self.state == State::Closed {
-            self.event(Event::Reply {
-                op,
-                result: Err(RequestError::Closed),
-            });
-            return op;
-        }
-        let entry = self.rooms.entry(room.to_string()).or_default();
-        entry.presence = presence;
-        entry.op = Some(op);
-        if self.state == State::Connected {
-            self.send_subscribe(now, room.to_string(), false);
-        }
-        // Otherwise the subscribe goes out with the next `welcome`.
-        op
+        self.subscribe_inner(now, room, presence, None)
+    }
+
+    /// [`Session::subscribe`] from the position `from` (e.g. one saved by an
+    /// earlier process) instead of the last one seen; `None` subscribes from
+    /// now on, without `recover`. What the server replays comes in the
+    /// [`Reply::Subscribed`].
+    pub fn subscribe_from(
+        &mut self,
+        now: Instant,
+        room: &str,
+        presence: bool,
+        from: Option<(&str, u64)>,
+    ) -> OpId {
+        self.subscribe_inner(now, room, presence, Some(from))
     }
 
     /// Unsubscribes from `room`.
@@ -476,35 +551,42 @@ impl Session {
         op
     }
 
-    /// Publishes `data` to `room` with a fresh idempotency key. While
-    /// disconnected it waits in the offline queue (bounded).
+    /// Publishes `data` to `room`, acked with [`Reply::Ack`]. With
+    /// reconnection on it carries a fresh idempotency key and, while
+    /// disconnected, waits in the offline queue (bounded); without, it
+    /// carries no key (it is never re-sent).
     pub fn publish(&mut self, now: Instant, room: &str, data: &[u8]) -> OpId {
-        let op = self.op();
-        let mut key = String::new();
-        let _ = write!(key, "{:016x}-{}", self.backoff.random(), op.0);
-        let queued = Queued {
-            op,
-            room: room.to_string(),
-            data: data.to_vec(),
-            key,
-            deadline: now + self.config.request_timeout,
-        };
-        if self.state == State::Connected {
-            self.send_publish(now, queued);
-        } else if self.state == State::Closed || self.offline.len() >= self.config.offline_queue {
-            let error = if self.state == State::Closed {
-                RequestError::Closed
-            } else {
-                RequestError::QueueFull
-            };
-            self.event(Event::Reply {
-                op,
-                result: Err(error),
-            });
+        let key = if self.config.reconnect {
+            let mut key = String::new();
+            let _ = write!(key, "{:016x}-{}", self.backoff.random(), self.next_op);
+            Some(key)
         } else {
-            self.offline.push_back(queued);
+            None
+        };
+        self.publish_inner(now, room, data, key)
+    }
+
+    /// [`Session::publish`] with the application's idempotency `key`
+    /// (PROTOCOL.md §9), e.g. to re-send a publish made before a restart. A
+    /// key the server refuses is `error 4000`.
+    pub fn publish_with_key(&mut self, now: Instant, room: &str, data: &[u8], key: &str) -> OpId {
+        self.publish_inner(now, room, data, Some(key.to_string()))
+    }
+
+    /// Publishes without an `id` (fire and forget: no ack, no key, nothing
+    /// kept). Sent only while connected; returns whether it was. An `error`
+    /// it causes arrives as [`Event::Error`] without an id.
+    pub fn publish_nowait(&mut self, room: &str, data: &[u8]) -> bool {
+        if self.state != State::Connected {
+            return false;
         }
-        op
+        self.send(&ClientFrame::Publish {
+            room: Text::Borrowed(room),
+            data: Data::Borrowed(data),
+            id: None,
+            key: None,
+        });
+        true
     }
 
     /// Lists the members of `room`.
@@ -535,6 +617,28 @@ impl Session {
         op
     }
 
+    /// An application-level `ping`, answered [`Reply::Pong`]. Like the
+    /// session's own pings, one without a `pong` within `request_timeout`
+    /// means the connection is dead.
+    pub fn ping(&mut self, now: Instant) -> OpId {
+        let op = self.op();
+        self.request_or_fail(now, op, Kind::Ping, |id| ClientFrame::Ping { id: Some(id) });
+        op
+    }
+
+    /// Sends `bytes` as one frame exactly as they are, for tests of a server
+    /// (malformed or hand-built frames). Only while the socket is open
+    /// (returns whether it is). The session does not read them: an `error`
+    /// they cause arrives as [`Event::Error`]. The session numbers its own
+    /// requests 1, 2, 3, …: give hand-built frames ids it will not reach.
+    pub fn transmit_raw(&mut self, bytes: &[u8]) -> bool {
+        if !self.transport_open {
+            return false;
+        }
+        self.out.push_back(OutputItem::Transmit(bytes.to_vec()));
+        true
+    }
+
     // -------------------------------------------------------------- inputs
 
     /// The WebSocket is open: authenticate (or wait for the anonymous
@@ -544,7 +648,9 @@ impl Session {
             return;
         }
         self.transport_open = true;
-        if let Some(t) = self.token.clone() {
+        if !self.config.token_in_upgrade
+            && let Some(t) = self.token.clone()
+        {
             self.send(&ClientFrame::Auth {
                 token: Text::Borrowed(&t),
             });
@@ -564,6 +670,7 @@ impl Session {
                 ..
             } => {
                 self.state = State::Connected;
+                self.connect_deadline = None;
                 self.connected_at = Some(now);
                 self.server_ping = Duration::from_millis(ping_interval_ms);
                 self.ping_at = Some(now + self.ping_interval());
@@ -572,13 +679,21 @@ impl Session {
                     state: State::Connected,
                     code: None,
                 });
-                self.event(Event::Welcome { client, user });
+                self.event(Event::Welcome {
+                    client,
+                    user,
+                    ping_interval: self.server_ping,
+                });
                 self.resubscribe(now);
                 while let Some(q) = self.offline.pop_front() {
                     self.send_publish(now, q);
                 }
             }
-            ServerFrame::Message(m) => self.deliver(now, &m),
+            ServerFrame::Message(m) => {
+                if let Some(m) = self.accept(now, &m) {
+                    self.event(Event::Message(m));
+                }
+            }
             ServerFrame::Subscribed {
                 id,
                 room,
@@ -588,17 +703,26 @@ impl Session {
                 messages,
             } => {
                 let pending = id.and_then(|id| self.pending.remove(&id));
-                let known = self.rooms.get(room.as_str()).and_then(|r| r.seen.clone());
                 if let Some(r) = self.rooms.get_mut(room.as_str()) {
                     // A new epoch, or a gap that was not replayed: start from
                     // the room's current position.
-                    let same_epoch = known.as_ref().is_some_and(|(e, _)| *e == epoch.as_str());
+                    let same_epoch = r.seen.as_ref().is_some_and(|(e, _)| *e == epoch.as_str());
                     if !(recovered && same_epoch) {
                         r.seen = Some((epoch.to_string(), offset));
                     }
                 }
+                // The application's own subscribe gets its replay in the
+                // reply; a resubscribe the session made delivers it.
+                let op = pending.as_ref().and_then(|p| p.op);
+                let mut replayed = Vec::new();
                 for m in messages.iter() {
-                    self.deliver(now, m);
+                    if let Some(m) = self.accept(now, m) {
+                        if op.is_some() {
+                            replayed.push(m);
+                        } else {
+                            self.event(Event::Message(m));
+                        }
+                    }
                 }
                 if let Some(p) = pending {
                     if let Kind::Subscribe {
@@ -618,6 +742,7 @@ impl Session {
                                 epoch: epoch.to_string(),
                                 offset,
                                 recovered,
+                                messages: replayed,
                             }),
                         });
                     }
@@ -646,11 +771,7 @@ impl Session {
                     }),
                 );
             }
-            ServerFrame::Pong { id } => {
-                if let Some(id) = id {
-                    self.pending.remove(&id);
-                }
-            }
+            ServerFrame::Pong { id } => self.reply(id, Ok(Reply::Pong)),
             ServerFrame::Join { room, member: m } => self.event(Event::Join {
                 room: room.to_string(),
                 member: member(&m),
@@ -659,7 +780,15 @@ impl Session {
                 room: room.to_string(),
                 member: member(&m),
             }),
-            ServerFrame::Authed { .. } => {}
+            ServerFrame::Authed { user } => {
+                if let Some(AuthWait { op: Some(op), .. }) = self.auths.pop_front() {
+                    let user = user.map(|u| u.to_string());
+                    self.event(Event::Reply {
+                        op,
+                        result: Ok(Reply::Authed { user }),
+                    });
+                }
+            }
             ServerFrame::Error { id, code, reason } => {
                 let reason = reason.to_string();
                 self.reply(id, Err(RequestError::Server { code, reason }));
@@ -674,6 +803,7 @@ impl Session {
             return;
         }
         self.transport_open = false;
+        self.connect_deadline = None;
         self.requeue_pending();
         self.ping_at = None;
         if let Some(at) = self.connected_at.take()
@@ -709,13 +839,22 @@ impl Session {
         });
     }
 
-    /// Time has passed: reconnects, request deadlines, pings, token refresh.
+    /// Time has passed: connection attempts, reconnects, request deadlines,
+    /// pings, token refresh.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.state == State::Connecting
+            && let Some(at) = self.connect_deadline
+            && now >= at
+        {
+            // No `welcome` in time: give the attempt up.
+            self.out.push_back(OutputItem::Close);
+            self.handle_disconnected(now, None);
+        }
         if let Some(at) = self.reconnect_at
             && now >= at
         {
             self.reconnect_at = None;
-            self.start_connect();
+            self.start_connect(now);
         }
         let expired: Vec<u64> = self
             .pending
@@ -745,6 +884,18 @@ impl Session {
             .collect();
         self.offline.retain(|q| now < q.deadline);
         for op in late {
+            self.event(Event::Reply {
+                op,
+                result: Err(RequestError::Timeout),
+            });
+        }
+        let mut late_auths = Vec::new();
+        for a in self.auths.iter_mut().filter(|a| now >= a.deadline) {
+            // Its `authed` may still come: keep the place in the order.
+            late_auths.extend(a.op.take());
+            a.deadline = Instant::NEVER;
+        }
+        for op in late_auths {
             self.event(Event::Reply {
                 op,
                 result: Err(RequestError::Timeout),
@@ -796,14 +947,23 @@ impl Session {
             .pending
             .values()
             .map(|p| p.deadline)
-            .chain(self.offline.iter().map(|q| q.deadline));
+            .chain(self.offline.iter().map(|q| q.deadline))
+            .chain(
+                self.auths
+                    .iter()
+                    .filter(|a| a.op.is_some())
+                    .map(|a| a.deadline),
+            );
         let refresh = self.token_exp.filter(|_| !self.refresh_asked).map(|exp| {
             Instant::from_micros(
                 exp.as_micros()
                     .saturating_sub(self.config.refresh_before.as_micros()),
             )
         });
-        [self.reconnect_at, self.ping_at, refresh]
+        let connect = self
+            .connect_deadline
+            .filter(|_| self.state == State::Connecting);
+        [self.reconnect_at, self.ping_at, refresh, connect]
             .into_iter()
             .flatten()
             .chain(deadlines)
@@ -826,8 +986,10 @@ impl Session {
         self.config.ping_interval.unwrap_or(self.server_ping)
     }
 
-    fn start_connect(&mut self) {
+    fn start_connect(&mut self, now: Instant) {
         self.state = State::Connecting;
+        self.reconnect_at = None;
+        self.connect_deadline = Some(now + self.config.connect_timeout);
         self.out.push_back(OutputItem::Connect);
         self.event(Event::State {
             state: State::Connecting,
@@ -835,16 +997,45 @@ impl Session {
         });
     }
 
+    /// Stores the token; while connected sends it (`auth`), its `authed`
+    /// answering `op`. Returns whether it was sent.
+    fn replace_token(
+        &mut self,
+        now: Instant,
+        token: Option<String>,
+        expires: Option<Instant>,
+        op: Option<OpId>,
+    ) -> bool {
+        self.token = token;
+        self.token_exp = expires;
+        self.refresh_asked = false;
+        let mut sent = false;
+        if self.state == State::Connected
+            && let Some(t) = self.token.clone()
+        {
+            self.send(&ClientFrame::Auth {
+                token: Text::Borrowed(&t),
+            });
+            self.auths.push_back(AuthWait {
+                op,
+                deadline: now + self.config.request_timeout,
+            });
+            sent = true;
+        }
+        if self.awaiting_token {
+            self.awaiting_token = false;
+            self.reconnect_at = Some(now);
+        }
+        sent
+    }
+
     fn finish(&mut self, code: Option<u16>) {
         self.state = State::Closed;
         self.reconnect_at = None;
+        self.connect_deadline = None;
         self.ping_at = None;
         for (_, p) in core::mem::take(&mut self.pending) {
-            let op = match p.kind {
-                Kind::Publish(q) => Some(q.op),
-                _ => p.op,
-            };
-            if let Some(op) = op {
+            if let Some(op) = p.op {
                 self.event(Event::Reply {
                     op,
                     result: Err(RequestError::Closed),
@@ -857,6 +1048,7 @@ impl Session {
                 result: Err(RequestError::Closed),
             });
         }
+        self.fail_auths();
         let waiting: Vec<OpId> = self
             .rooms
             .values_mut()
@@ -874,6 +1066,18 @@ impl Session {
         });
     }
 
+    /// The connection is gone: `auth`s waiting for `authed` fail.
+    fn fail_auths(&mut self) {
+        for a in core::mem::take(&mut self.auths) {
+            if let Some(op) = a.op {
+                self.event(Event::Reply {
+                    op,
+                    result: Err(RequestError::Closed),
+                });
+            }
+        }
+    }
+
     /// Publishes in flight go back to the front of the offline queue (their
     /// acks may be lost: the key makes the re-send safe); other requests
     /// fail with [`RequestError::Closed`].
@@ -881,7 +1085,7 @@ impl Session {
         let mut publishes = Vec::new();
         for (_, p) in core::mem::take(&mut self.pending) {
             match p.kind {
-                Kind::Publish(q) => publishes.push(q),
+                Kind::Publish(Some(q)) => publishes.push(q),
                 // The subscription stays: it is renewed on the next welcome,
                 // and the application's op gets that reply.
                 Kind::Subscribe { room, .. } => {
@@ -894,7 +1098,6 @@ impl Session {
                         });
                     }
                 }
-                Kind::Ping => {}
                 _ => {
                     if let Some(op) = p.op {
                         self.event(Event::Reply {
@@ -908,6 +1111,7 @@ impl Session {
         for q in publishes.into_iter().rev() {
             self.offline.push_front(q);
         }
+        self.fail_auths();
     }
 
     fn send(&mut self, frame: &ClientFrame<'_>) {
@@ -917,6 +1121,14 @@ impl Session {
         }
     }
 
+    fn next_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// Sends the frame `frame(id)` with the next request id and waits for
+    /// its reply until `request_timeout`.
     fn request<'f>(
         &mut self,
         now: Instant,
@@ -924,8 +1136,7 @@ impl Session {
         kind: Kind,
         frame: impl FnOnce(u64) -> ClientFrame<'f>,
     ) {
-        let id = self.next_id;
-        self.next_id += 1;
+        let id = self.next_id();
         let frame = frame(id);
         self.send(&frame);
         self.pending.insert(
@@ -955,21 +1166,105 @@ impl Session {
         }
     }
 
+    fn subscribe_inner(
+        &mut self,
+        now: Instant,
+        room: &str,
+        presence: bool,
+        from: Option<Option<(&str, u64)>>,
+    ) -> OpId {
+        let op = self.op();
+        if self.state == State::Closed {
+            self.event(Event::Reply {
+                op,
+                result: Err(RequestError::Closed),
+            });
+            return op;
+        }
+        let entry = self.rooms.entry(room.to_string()).or_default();
+        entry.presence = presence;
+        entry.op = Some(op);
+        if let Some(from) = from {
+            entry.seen = from.map(|(e, o)| (e.to_string(), o));
+        }
+        if self.state == State::Connected {
+            self.send_subscribe(now, room.to_string(), false);
+        }
+        // Otherwise the subscribe goes out with the next `welcome`.
+        op
+    }
+
+    fn publish_inner(
+        &mut self,
+        now: Instant,
+        room: &str,
+        data: &[u8],
+        key: Option<String>,
+    ) -> OpId {
+        let op = self.op();
+        let deadline = now + self.config.request_timeout;
+        match self.state {
+            State::Connected if !self.config.reconnect => {
+                // Never re-sent: nothing to keep but the op.
+                let id = self.next_id();
+                self.send(&ClientFrame::Publish {
+                    room: Text::Borrowed(room),
+                    data: Data::Borrowed(data),
+                    id: Some(id),
+                    key: key.as_deref().map(Text::Borrowed),
+                });
+                self.pending.insert(
+                    id,
+                    Pending {
+                        op: Some(op),
+                        kind: Kind::Publish(None),
+                        deadline,
+                    },
+                );
+            }
+            State::Closed => self.event(Event::Reply {
+                op,
+                result: Err(RequestError::Closed),
+            }),
+            state => {
+                let queued = Queued {
+                    op,
+                    room: room.to_string(),
+                    data: data.to_vec(),
+                    key,
+                    deadline,
+                };
+                if state == State::Connected {
+                    self.send_publish(now, queued);
+                } else if self.offline.len() >= self.config.offline_queue {
+                    self.event(Event::Reply {
+                        op,
+                        result: Err(RequestError::QueueFull),
+                    });
+                } else {
+                    self.offline.push_back(queued);
+                }
+            }
+        }
+        op
+    }
+
     fn send_publish(&mut self, now: Instant, q: Queued) {
-        let id = self.next_id;
-        self.next_id += 1;
+        let id = self.next_id();
         self.send(&ClientFrame::Publish {
             room: Text::Borrowed(&q.room),
             data: Data::Borrowed(&q.data),
             id: Some(id),
-            key: Some(Text::Borrowed(&q.key)),
+            key: q.key.as_deref().map(Text::Borrowed),
         });
         let deadline = q.deadline.max(now);
+        let op = Some(q.op);
+        let kept = self.config.reconnect.then_some(q);
         self.pending.insert(
             id,
             Pending {
-                op: Some(q.op),
-                kind: Kind::Publish(q),
+                op,
+                kind: Kind::Publish(kept),
                 deadline,
             },
         );
@@ -990,6 +1285,8 @@ impl Session {
             return;
         };
         let (op, presence, recover) = (room.op.take(), room.presence, room.seen.clone());
+        let id = self.next_id;
+        room.sub_id = Some(id);
         let frame_room = name.clone();
         self.request(
             now,
@@ -1010,34 +1307,53 @@ impl Session {
         );
     }
 
-    /// Delivers a message once per `(epoch, offset)`, in order; a message of
-    /// another epoch means the room's history was reset: resubscribe.
-    fn deliver(&mut self, now: Instant, m: &MessageFrame<'_>) {
-        let Some(room) = self.rooms.get_mut(m.room.as_str()) else {
-            return;
-        };
-        match &room.seen {
-            Some((epoch, last)) if *epoch == m.epoch.as_str() && m.offset <= *last => return,
-            Some((epoch, _)) if *epoch != m.epoch.as_str() => {
-                room.seen = None;
-                return self.send_subscribe(now, m.room.to_string(), true);
+    /// A message to deliver, once per `(epoch, offset)` and in order; a
+    /// message of another epoch means the room's history was reset:
+    /// resubscribe (and deliver nothing).
+    fn accept(&mut self, now: Instant, m: &MessageFrame<'_>) -> Option<Message> {
+        let room = self.rooms.get_mut(m.room.as_str())?;
+        match &mut room.seen {
+            Some((epoch, last)) if *epoch == m.epoch.as_str() => {
+                if m.offset <= *last {
+                    return None;
+                }
+                *last = m.offset;
             }
-            _ => {}
+            Some(_) => {
+                room.seen = None;
+                self.send_subscribe(now, m.room.to_string(), true);
+                return None;
+            }
+            None => room.seen = Some((m.epoch.to_string(), m.offset)),
         }
-        room.seen = Some((m.epoch.to_string(), m.offset));
-        self.event(Event::Message(owned(m)));
+        Some(owned(m))
     }
 
+    /// The reply to request `id`. An `error` nobody waits for becomes an
+    /// [`Event::Error`]; a refused subscribe forgets its room.
     fn reply(&mut self, id: Option<u64>, result: Result<Reply, RequestError>) {
         let Some(p) = id.and_then(|id| self.pending.remove(&id)) else {
+            if let Err(RequestError::Server { code, reason }) = result {
+                self.event(Event::Error { id, code, reason });
+            }
             return;
         };
-        let op = match &p.kind {
-            Kind::Publish(q) => Some(q.op),
-            _ => p.op,
-        };
-        if let Some(op) = op {
-            self.event(Event::Reply { op, result });
+        if let (Kind::Subscribe { room, .. }, Err(RequestError::Server { .. })) = (&p.kind, &result)
+            && self
+                .rooms
+                .get(room.as_str())
+                .is_some_and(|r| r.sub_id == id)
+        {
+            // The server holds no subscription (and a newer subscribe of the
+            // room would have another id).
+            self.rooms.remove(room.as_str());
+        }
+        match (p.op, result) {
+            (Some(op), result) => self.event(Event::Reply { op, result }),
+            (None, Err(RequestError::Server { code, reason })) => {
+                self.event(Event::Error { id, code, reason });
+            }
+            (None, _) => {}
         }
     }
 }
