@@ -8,6 +8,8 @@
 #   benches/compare.sh [PEERS_DIR]
 #   SERVER_BEFORE=/path/to/old/switchboard ONLY="switchboard-before switchboard" benches/compare.sh
 #                                  # a before/after comparison of one change
+#   ONLY="switchboard switchboard-smol" benches/compare.sh   # tokio against smol
+#                                  # (cargo build --release -p switchboard-smol first)
 #
 # Loopback only; every load run is bounded (--duration-limit) and every
 # server it starts is killed on exit.
@@ -15,6 +17,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 peers="${1:-/tmp/switchboard-peers}"
 SERVER="${SERVER:-$here/target/release/switchboard}"
+SERVER_SMOL="${SERVER_SMOL:-$here/target/release/switchboard-smol}"
 LOADGEN="${LOADGEN:-$here/target/release/switchboard-loadgen}"
 OUT="${OUT:-/tmp/sb-compare}"
 ONLY="${ONLY:-switchboard switchboard+history rust_bare node_ws fastapi}"
@@ -34,6 +37,9 @@ start() { # name -> sets url, pid, gen (loadgen protocol args)
     case $name in
         switchboard)
             "$SERVER" --listen "127.0.0.1:$port" --allow-anonymous >/dev/null 2>"$OUT/$name.err" &
+            url="ws://127.0.0.1:$port/ws"; gen=() ;;
+        switchboard-smol)
+            "$SERVER_SMOL" --listen "127.0.0.1:$port" --allow-anonymous >/dev/null 2>"$OUT/$name.err" &
             url="ws://127.0.0.1:$port/ws"; gen=() ;;
         switchboard-before)
             # SERVER_BEFORE: a build of an earlier commit, to compare in one run.

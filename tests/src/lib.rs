@@ -6,6 +6,7 @@
 //! and smol; embassy when it lands) runs the same tests.
 
 pub mod browser;
+pub mod cli;
 
 use std::future::Future;
 use std::net::SocketAddr;
