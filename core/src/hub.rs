@@ -956,6 +956,22 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         data: &[u8],
         key: Option<&str>,
     ) -> Result<u64, PublishError> {
+        self.check_server_publish(room, data, key)?;
+        #[cfg(feature = "alloc")]
+        if self.remote.is_some() {
+            return Err(PublishError::Asynchronous);
+        }
+        self.publish_once(now, room, None, data, key)
+    }
+
+    /// What a server-side publish must be: a valid room, at most
+    /// `max_frame` bytes, not too deep, a valid key.
+    pub(super) fn check_server_publish(
+        &self,
+        room: &str,
+        data: &[u8],
+        key: Option<&str>,
+    ) -> Result<(), PublishError> {
         if !room::is_valid(room) {
             return Err(PublishError::BadRoom);
         }
@@ -965,11 +981,10 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         if crate::protocol::json_too_deep(data) {
             return Err(PublishError::TooDeep);
         }
-        #[cfg(feature = "alloc")]
-        if self.remote.is_some() {
-            return Err(PublishError::Asynchronous);
+        if key.is_some_and(|k| !is_valid_key(k)) {
+            return Err(PublishError::BadKey);
         }
-        self.publish_once(now, room, None, data, key)
+        Ok(())
     }
 
     /// Publishes unless `key` was seen in `room`; remembers the key.

@@ -290,6 +290,23 @@ macro_rules! suite {
     };
 }
 
+/// Runs the listed cases against every runtime, one module each
+/// (`tokio_runtime`, `smol_runtime`): a behaviour that differs between
+/// runtimes is a failing test.
+#[macro_export]
+macro_rules! every_runtime {
+    ($($name:ident),* $(,)?) => {
+        mod tokio_runtime {
+            use super::*;
+            $crate::suite!($crate::Tokio: $($name),*);
+        }
+        mod smol_runtime {
+            use super::*;
+            $crate::suite!($crate::Smol: $($name),*);
+        }
+    };
+}
+
 // ------------------------------------------------------------------------
 // Helpers of the hostile-client suite (issue 7): process memory, plain HTTP
 // by hand and a raw WebSocket frame toolkit that can write what tungstenite refuses

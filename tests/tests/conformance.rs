@@ -697,46 +697,21 @@ async fn anonymous_then_auth<H: Harness>() {
     c.ping().await.unwrap();
 }
 
-mod tokio_runtime {
-    use super::*;
-    switchboard_tests::suite!(Tokio:
-        auth_timeout_closes_4002,
-        bad_tokens_close_4001,
-        three_ways_to_authenticate,
-        token_expiry_closes_4004_and_refresh_keeps_open,
-        origin_and_capacity_refusals,
-        frame_errors,
-        forbidden_rooms_4003,
-        rooms_limit_4006,
-        rate_limit_4008,
-        slow_consumer_4009_does_not_stall_others,
-        vanished_client_is_reaped,
-        broadcast_survives_disconnects,
-        shutdown_closes_1001,
-        json_and_postcard_share_a_room,
-        idempotent_publish_with_key,
-        anonymous_then_auth,
-    );
-}
-
-mod smol_runtime {
-    use super::*;
-    switchboard_tests::suite!(Smol:
-        auth_timeout_closes_4002,
-        bad_tokens_close_4001,
-        three_ways_to_authenticate,
-        token_expiry_closes_4004_and_refresh_keeps_open,
-        origin_and_capacity_refusals,
-        frame_errors,
-        forbidden_rooms_4003,
-        rooms_limit_4006,
-        rate_limit_4008,
-        slow_consumer_4009_does_not_stall_others,
-        vanished_client_is_reaped,
-        broadcast_survives_disconnects,
-        shutdown_closes_1001,
-        json_and_postcard_share_a_room,
-        idempotent_publish_with_key,
-        anonymous_then_auth,
-    );
-}
+switchboard_tests::every_runtime!(
+    auth_timeout_closes_4002,
+    bad_tokens_close_4001,
+    three_ways_to_authenticate,
+    token_expiry_closes_4004_and_refresh_keeps_open,
+    origin_and_capacity_refusals,
+    frame_errors,
+    forbidden_rooms_4003,
+    rooms_limit_4006,
+    rate_limit_4008,
+    slow_consumer_4009_does_not_stall_others,
+    vanished_client_is_reaped,
+    broadcast_survives_disconnects,
+    shutdown_closes_1001,
+    json_and_postcard_share_a_room,
+    idempotent_publish_with_key,
+    anonymous_then_auth,
+);

@@ -1443,52 +1443,24 @@ async fn logs_carry_no_secrets<H: Harness>() {
     }
 }
 
-mod tokio_runtime {
-    use super::*;
-    switchboard_tests::suite!(Tokio:
-        ping_flood_never_reading_anonymous,
-        ping_flood_never_reading_before_auth,
-        pings_count_for_the_rate_limit,
-        slowloris_dropped_after_handshake_timeout,
-        slowloris_counts_toward_max_connections,
-        max_pending_auth_leaves_room_for_tokens,
-        max_rooms_4006,
-        max_history_bytes_drops_oldest_first,
-        replies_are_bounded,
-        max_recover_bounds_recovery,
-        endless_empty_fragments_close_1009,
-        pongs_and_fragments_are_metered_4008,
-        protocol_violations_close_1002_and_1007,
-        jwt_claims,
-        non_ascii_origin_403,
-        deep_json_refused_4000,
-        upgrade_headers_validated,
-        unfinished_message_bounded_1009,
-        logs_carry_no_secrets,
-    );
-}
-
-mod smol_runtime {
-    use super::*;
-    switchboard_tests::suite!(Smol:
-        ping_flood_never_reading_anonymous,
-        ping_flood_never_reading_before_auth,
-        pings_count_for_the_rate_limit,
-        slowloris_dropped_after_handshake_timeout,
-        slowloris_counts_toward_max_connections,
-        max_pending_auth_leaves_room_for_tokens,
-        max_rooms_4006,
-        max_history_bytes_drops_oldest_first,
-        replies_are_bounded,
-        max_recover_bounds_recovery,
-        endless_empty_fragments_close_1009,
-        pongs_and_fragments_are_metered_4008,
-        protocol_violations_close_1002_and_1007,
-        jwt_claims,
-        non_ascii_origin_403,
-        deep_json_refused_4000,
-        upgrade_headers_validated,
-        unfinished_message_bounded_1009,
-        logs_carry_no_secrets,
-    );
-}
+switchboard_tests::every_runtime!(
+    ping_flood_never_reading_anonymous,
+    ping_flood_never_reading_before_auth,
+    pings_count_for_the_rate_limit,
+    slowloris_dropped_after_handshake_timeout,
+    slowloris_counts_toward_max_connections,
+    max_pending_auth_leaves_room_for_tokens,
+    max_rooms_4006,
+    max_history_bytes_drops_oldest_first,
+    replies_are_bounded,
+    max_recover_bounds_recovery,
+    endless_empty_fragments_close_1009,
+    pongs_and_fragments_are_metered_4008,
+    protocol_violations_close_1002_and_1007,
+    jwt_claims,
+    non_ascii_origin_403,
+    deep_json_refused_4000,
+    upgrade_headers_validated,
+    unfinished_message_bounded_1009,
+    logs_carry_no_secrets,
+);

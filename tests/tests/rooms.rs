@@ -458,26 +458,11 @@ async fn history_command_with_since_and_limit<H: Harness>() {
     }
 }
 
-mod tokio_runtime {
-    use super::*;
-    switchboard_tests::suite!(Tokio:
-        recover_after_reconnect_replays_the_missed_messages,
-        recover_while_publishes_race_the_subscribe,
-        recover_after_trim_is_false,
-        two_tabs_of_one_user_are_two_members,
-        join_and_leave_seen_by_a_watcher,
-        history_command_with_since_and_limit,
-    );
-}
-
-mod smol_runtime {
-    use super::*;
-    switchboard_tests::suite!(Smol:
-        recover_after_reconnect_replays_the_missed_messages,
-        recover_while_publishes_race_the_subscribe,
-        recover_after_trim_is_false,
-        two_tabs_of_one_user_are_two_members,
-        join_and_leave_seen_by_a_watcher,
-        history_command_with_since_and_limit,
-    );
-}
+switchboard_tests::every_runtime!(
+    recover_after_reconnect_replays_the_missed_messages,
+    recover_while_publishes_race_the_subscribe,
+    recover_after_trim_is_false,
+    two_tabs_of_one_user_are_two_members,
+    join_and_leave_seen_by_a_watcher,
+    history_command_with_since_and_limit,
+);

@@ -432,18 +432,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         data: &[u8],
         key: Option<&str>,
     ) -> Result<OpId, PublishError> {
-        if !room::is_valid(room) {
-            return Err(PublishError::BadRoom);
-        }
-        if data.len() > self.config.max_frame {
-            return Err(PublishError::TooLarge);
-        }
-        if crate::protocol::json_too_deep(data) {
-            return Err(PublishError::TooDeep);
-        }
-        if key.is_some_and(|k| !is_valid_key(k)) {
-            return Err(PublishError::BadKey);
-        }
+        self.check_server_publish(room, data, key)?;
         if self.remote.is_some() {
             return self
                 .append(now, None, None, room, data, key)
