@@ -1671,7 +1671,7 @@ fn a_hub_without_an_allocator_refuses_keys_with_4006() {
         h.hub.publish_keyed(h.now, "r", b"1", Some("k")),
         Err(PublishError::NoKeys)
     );
-    assert_eq!(PublishError::NoKeys.code(), 4006);
+    assert_eq!(PublishError::NoKeys.code().code(), 4006);
 }
 
 #[test]
