@@ -605,6 +605,16 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         &self.node
     }
 
+    /// Bytes of one connection's entry in the table and of one room
+    /// subscription (for memory breakdowns).
+    #[doc(hidden)]
+    pub fn footprint() -> (usize, usize) {
+        (
+            core::mem::size_of::<Conn<S, A::Identity>>(),
+            core::mem::size_of::<Subscriber>(),
+        )
+    }
+
     /// Counts for monitoring.
     pub fn stats(&self) -> Stats {
         #[cfg(feature = "alloc")]

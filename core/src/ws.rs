@@ -140,6 +140,10 @@ const fn violation(code: CloseCode, reason: &'static str) -> Violation {
 
 /// Storage of the message being reassembled.
 pub trait MessageBuf: Default {
+    /// Where a control frame's payload (at most 125 bytes) waits: growable
+    /// storage costs an idle connection nothing, fixed storage is inline.
+    type Control: MessageBuf;
+
     /// Appends; `Err` when it does not fit.
     #[allow(clippy::result_unit_err)]
     fn extend(&mut self, bytes: &[u8]) -> Result<(), ()>;
@@ -155,6 +159,7 @@ pub trait MessageBuf: Default {
 
 #[cfg(feature = "alloc")]
 impl MessageBuf for alloc::vec::Vec<u8> {
+    type Control = alloc::vec::Vec<u8>;
     fn extend(&mut self, bytes: &[u8]) -> Result<(), ()> {
         self.extend_from_slice(bytes);
         Ok(())
@@ -179,6 +184,7 @@ impl MessageBuf for alloc::vec::Vec<u8> {
 }
 
 impl<const N: usize> MessageBuf for heapless::Vec<u8, N> {
+    type Control = heapless::Vec<u8, MAX_CONTROL_PAYLOAD>;
     fn extend(&mut self, bytes: &[u8]) -> Result<(), ()> {
         self.extend_from_slice(bytes).map_err(|_| ())
     }
@@ -219,7 +225,7 @@ pub struct Reader<B: MessageBuf> {
     inner: ReaderState<B>,
 }
 
-struct ReaderState<B> {
+struct ReaderState<B: MessageBuf> {
     max_message: usize,
     max_fragments: usize,
     header: [u8; 14],
@@ -228,7 +234,7 @@ struct ReaderState<B> {
     /// The data message in progress: its kind and fragments so far.
     message: Option<(FrameKind, usize)>,
     buf: B,
-    control: heapless::Vec<u8, MAX_CONTROL_PAYLOAD>,
+    control: B::Control,
     /// A violation was reported: nothing more is read.
     failed: bool,
     /// The Close frame arrived: nothing more is read.
@@ -259,7 +265,7 @@ impl<B: MessageBuf> Reader<B> {
                 current: None,
                 message: None,
                 buf: B::default(),
-                control: heapless::Vec::new(),
+                control: Default::default(),
                 failed: false,
                 closed: false,
                 pending_reset: false,
@@ -334,7 +340,7 @@ impl<B: MessageBuf> Reader<B> {
             let zero_copy = !is_control && whole_in_input && cur.fin && s.message.is_none();
             if !zero_copy {
                 let stored = if is_control {
-                    s.control.extend_from_slice(chunk).map_err(|_| ())
+                    s.control.extend(chunk)
                 } else {
                     s.buf.extend(chunk)
                 };
@@ -419,7 +425,7 @@ impl<B: MessageBuf> ReaderState<B> {
                         "control frame too long",
                     ));
                 }
-                self.control.clear();
+                self.control.reset();
             }
             OP_TEXT | OP_BINARY | OP_CONTINUATION => {
                 let fragments = match (opcode, self.message) {
@@ -466,11 +472,11 @@ impl<B: MessageBuf> ReaderState<B> {
     /// The event of a complete frame whose payload is in `buf` or `control`.
     fn finish_frame(&mut self, cur: Current) -> Result<Event<'_>, Violation> {
         match cur.opcode {
-            OP_PING => Ok(Event::Ping(&self.control)),
+            OP_PING => Ok(Event::Ping(self.control.as_slice())),
             OP_PONG => Ok(Event::Pong),
             OP_CLOSE => {
                 self.closed = true;
-                let p = &self.control[..];
+                let p = self.control.as_slice();
                 match p.len() {
                     0 => Ok(Event::Close { code: None }),
                     1 => Err(self.fail(violation(CloseCode::ProtocolError, "bad close frame"))),

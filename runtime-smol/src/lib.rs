@@ -50,7 +50,7 @@ impl Runtime for Smol {
     type Task = smol::Task<()>;
     type Listener = smol::net::TcpListener;
     type Stream = smol::net::TcpStream;
-    type ReadHalf = smol::net::TcpStream;
+    type ReadHalf = std::sync::Arc<smol::Async<std::net::TcpStream>>;
     type WriteHalf = smol::net::TcpStream;
     type Timer = smol_hyper::rt::SmolTimer;
 
@@ -89,9 +89,21 @@ impl Runtime for Smol {
         })
     }
 
-    fn split(stream: smol::net::TcpStream) -> (smol::net::TcpStream, smol::net::TcpStream) {
-        // A smol socket is a shared handle: each half is a clone.
-        (stream.clone(), stream)
+    fn split(stream: smol::net::TcpStream) -> (Self::ReadHalf, smol::net::TcpStream) {
+        // A smol socket is a shared handle: the reading half is a clone.
+        (stream.clone().into(), stream)
+    }
+
+    fn poll_read_ready(
+        rd: &Self::ReadHalf,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        rd.poll_readable(cx)
+    }
+
+    fn try_read(rd: &Self::ReadHalf, buf: &mut [u8]) -> io::Result<usize> {
+        use std::io::Read as _;
+        rd.get_ref().read(buf)
     }
 
     fn timer(&self) -> smol_hyper::rt::SmolTimer {

@@ -88,7 +88,7 @@ impl Runtime for Tokio {
     type Task = Task;
     type Listener = TcpListener;
     type Stream = Io<TcpStream>;
-    type ReadHalf = Io<OwnedReadHalf>;
+    type ReadHalf = OwnedReadHalf;
     type WriteHalf = Io<OwnedWriteHalf>;
     type Timer = hyper_util::rt::TokioTimer;
 
@@ -126,9 +126,18 @@ impl Runtime for Tokio {
         })
     }
 
-    fn split(stream: Io<TcpStream>) -> (Io<OwnedReadHalf>, Io<OwnedWriteHalf>) {
+    fn split(stream: Io<TcpStream>) -> (OwnedReadHalf, Io<OwnedWriteHalf>) {
         let (rd, wr) = stream.0.into_split();
-        (Io(rd), Io(wr))
+        (rd, Io(wr))
+    }
+
+    fn poll_read_ready(rd: &OwnedReadHalf, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let stream: &TcpStream = rd.as_ref();
+        stream.poll_read_ready(cx)
+    }
+
+    fn try_read(rd: &OwnedReadHalf, buf: &mut [u8]) -> io::Result<usize> {
+        rd.try_read(buf)
     }
 
     fn timer(&self) -> Self::Timer {

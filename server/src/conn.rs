@@ -3,15 +3,15 @@
 //! writes. It makes no protocol decision.
 
 use std::io::IoSlice;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures_io::{AsyncRead, AsyncWrite};
+use futures_io::AsyncWrite;
 use futures_util::future::{Either, select};
-use futures_util::io::{AsyncReadExt, AsyncWriteExt};
+use futures_util::io::AsyncWriteExt;
 use switchboard_core::ConnId;
 use switchboard_core::ws::Reader;
 
@@ -23,12 +23,17 @@ use crate::runtime::{Runtime, timeout};
 /// Close frame before the socket is dropped.
 const CLOSE_DEADLINE: Duration = Duration::from_millis(500);
 
-/// Read buffer of each connection: small, because most connections are idle
-/// most of the time.
-const READ_BUFFER: usize = 512;
+/// Size of the read buffer, shared by every connection of a thread: an
+/// idle connection holds none (uWebSockets' shared receive buffer).
+const READ_BUFFER: usize = 16 * 1024;
 
-/// Frames handed to one vectored write (Linux's `IOV_MAX`).
-const MAX_IOV: usize = 1024;
+thread_local! {
+    static READ_BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; READ_BUFFER]);
+}
+
+/// Frames handed to one vectored write (at most Linux's `IOV_MAX`, 1024;
+/// the slice list is on the stack).
+const IOV_PER_WRITE: usize = 128;
 
 /// Reads in a row before the reader lets the writer (and other tasks) run:
 /// a peer that floods must not starve its own writer on a runtime without
@@ -37,76 +42,74 @@ const READS_PER_TURN: usize = 16;
 
 /// Runs connection `conn` on its socket halves; `pending` holds bytes the
 /// HTTP layer read past the upgrade request.
-pub(crate) async fn run<Rt, R, W>(
+pub(crate) async fn run<Rt, W>(
     rt: Rt,
-    mut rd: R,
+    rd: Rt::ReadHalf,
     mut wr: W,
-    mut pending: Bytes,
+    pending: Bytes,
     conn: ConnId,
     outbox: Arc<Outbox>,
     engine: Arc<dyn Engine>,
 ) where
     Rt: Runtime,
-    R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     // An atomic only because the task must be `Send`; one task touches it.
     let held = std::sync::atomic::AtomicUsize::new(0);
-    if pending.is_empty() {
-        pending = Bytes::new();
-    }
     let reader = async {
         let (max_message, max_fragments) = engine.message_limits();
         let mut ws: Reader = Reader::new(max_message, max_fragments);
-        let mut buf = [0u8; READ_BUFFER];
-        let mut reads = 0;
+        // What a client sent right behind its upgrade request. `pending`
+        // is dropped either way: even empty, it keeps the HTTP layer's
+        // whole read buffer alive.
+        let mut early = (!pending.is_empty()).then(|| pending.to_vec());
+        drop(pending);
+        if let Some(early) = early.as_mut() {
+            feed(&mut ws, early, conn, &*engine, &held);
+        }
+        drop(early);
+        let mut reads = 0usize;
         loop {
-            reads += 1;
-            if reads % READS_PER_TURN == 0 {
-                yield_now().await;
-                if outbox.is_ending() {
-                    // The hub ended the connection: nothing read matters
-                    // now; the writer finishes the close.
+            if let Err(e) = std::future::poll_fn(|cx| Rt::poll_read_ready(&rd, cx)).await {
+                tracing::debug!(conn = %conn, error = %e, "read ended");
+                return;
+            }
+            loop {
+                if ws.is_done() {
+                    // A Close frame or a violation: the hub closes; the
+                    // writer sends the Close frame and ends the task.
                     std::future::pending::<()>().await;
                 }
-            }
-            let n = if pending.is_empty() {
-                match rd.read(&mut buf).await {
-                    Ok(0) => break,
-                    Ok(n) => n,
-                    Err(e) => {
-                        tracing::debug!(conn = %conn, error = %e, "read ended");
-                        break;
+                reads += 1;
+                if reads.is_multiple_of(READS_PER_TURN) {
+                    yield_now().await;
+                    if outbox.is_ending() {
+                        // The hub ended the connection: nothing read
+                        // matters now; the writer finishes the close.
+                        std::future::pending::<()>().await;
                     }
                 }
-            } else {
-                let n = pending.len().min(READ_BUFFER);
-                buf[..n].copy_from_slice(&pending.split_to(n));
-                if pending.is_empty() {
-                    // Even empty, it would keep the HTTP layer's read buffer.
-                    pending = Bytes::new();
+                // The buffer is borrowed only while the bytes are handed to
+                // the hub (no await), so connections of a thread share it.
+                let got = READ_BUF.with_borrow_mut(|buf| match Rt::try_read(&rd, buf) {
+                    Ok(0) => Err(None),
+                    Ok(n) => {
+                        feed(&mut ws, &mut buf[..n], conn, &*engine, &held);
+                        Ok(true)
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(false),
+                    Err(e) => Err(Some(e)),
+                });
+                match got {
+                    Ok(true) => {}
+                    // Nothing more now: wait for readiness again.
+                    Ok(false) => break,
+                    Err(None) => return,
+                    Err(Some(e)) => {
+                        tracing::debug!(conn = %conn, error = %e, "read ended");
+                        return;
+                    }
                 }
-                n
-            };
-            let mut at = 0;
-            while at < n {
-                let (used, event) = ws.poll(&mut buf[at..n]);
-                at += used;
-                match event {
-                    Some(event) => engine.ws(conn, event),
-                    None => break,
-                }
-            }
-            // The unfinished message counts in the hub's memory accounting.
-            let now_held = ws.buffered();
-            let before = held.swap(now_held, Relaxed);
-            if now_held != before {
-                engine.inbound(now_held as isize - before as isize);
-            }
-            if ws.is_done() {
-                // A Close frame or a violation: the hub closes; the writer
-                // sends the Close frame and ends the task.
-                std::future::pending::<()>().await;
             }
         }
     };
@@ -118,7 +121,7 @@ pub(crate) async fn run<Rt, R, W>(
                     // A writer stuck on a client that does not read gives up
                     // as soon as the hub decides to end the connection.
                     let ending = {
-                        let write = pin!(write_batch(&mut wr, &outbox, batch));
+                        let write = pin!(write_batch(&mut wr, &outbox, batch.frames));
                         let ended = pin!(outbox.ended());
                         match select(write, ended).await {
                             Either::Left((Ok(()), _)) => continue,
@@ -130,22 +133,12 @@ pub(crate) async fn run<Rt, R, W>(
                         }
                     };
                     if let Ending::Close(code, reason) = ending {
-                        let close = close_frame(code, reason);
-                        let _ = timeout(&rt, Instant::now() + CLOSE_DEADLINE, async {
-                            wr.write_all(&close).await?;
-                            wr.close().await
-                        })
-                        .await;
+                        Box::pin(close(&rt, &mut wr, &outbox, None, code, reason)).await;
                     }
                     return;
                 }
                 Some(Ending::Close(code, reason)) => {
-                    let _ = timeout(&rt, Instant::now() + CLOSE_DEADLINE, async {
-                        write_batch(&mut wr, &outbox, batch).await?;
-                        wr.write_all(&close_frame(code, reason)).await?;
-                        wr.close().await
-                    })
-                    .await;
+                    Box::pin(close(&rt, &mut wr, &outbox, Some(batch), code, reason)).await;
                     return;
                 }
                 Some(Ending::Drop) => return,
@@ -157,49 +150,104 @@ pub(crate) async fn run<Rt, R, W>(
     engine.closed(conn);
 }
 
-/// Writes every frame of `batch` (one `write` for a single frame, vectored
-/// writes for more), telling the outbox as bytes leave.
-async fn write_batch<W>(wr: &mut W, outbox: &Outbox, batch: Batch) -> std::io::Result<()>
+/// The end of a connection the hub closed: the frames still owed, the
+/// Close frame, the shutdown of the write side, all within the close
+/// deadline. Boxed where it is awaited, so that the connection's future does
+/// not carry its state all its life.
+async fn close<Rt: Runtime, W: AsyncWrite + Unpin>(
+    rt: &Rt,
+    wr: &mut W,
+    outbox: &Outbox,
+    batch: Option<Batch>,
+    code: u16,
+    reason: &'static str,
+) {
+    let _ = timeout(rt, Instant::now() + CLOSE_DEADLINE, async {
+        if let Some(batch) = batch {
+            write_batch(wr, outbox, batch.frames).await?;
+        }
+        wr.write_all(&close_frame(code, reason)).await?;
+        wr.close().await
+    })
+    .await;
+}
+
+/// Hands every WebSocket event in `bytes` to the hub and keeps the count of
+/// bytes held by an unfinished message in the hub's memory accounting.
+fn feed(
+    ws: &mut Reader,
+    bytes: &mut [u8],
+    conn: ConnId,
+    engine: &dyn Engine,
+    held: &std::sync::atomic::AtomicUsize,
+) {
+    let mut at = 0;
+    while at < bytes.len() {
+        let (used, event) = ws.poll(&mut bytes[at..]);
+        at += used;
+        match event {
+            Some(event) => engine.ws(conn, event),
+            None => break,
+        }
+    }
+    let now_held = ws.buffered();
+    let before = held.swap(now_held, Relaxed);
+    if now_held != before {
+        engine.inbound(now_held as isize - before as isize);
+    }
+}
+
+/// Writes every frame of a batch (one `write` for a single frame, vectored
+/// writes for more), telling the outbox as bytes leave. Written as one poll
+/// function: the slice list lives on the stack of each poll, so the future
+/// is a few words (it sits in every connection's task) and a write
+/// allocates nothing.
+async fn write_batch<W>(
+    wr: &mut W,
+    outbox: &Outbox,
+    mut frames: std::collections::VecDeque<Bytes>,
+) -> std::io::Result<()>
 where
     W: AsyncWrite + Unpin,
 {
-    let mut frames: std::collections::VecDeque<Bytes> = batch.frames;
-    if frames.len() == 1 {
-        // The common case of a trickle: no slice list to build.
-        if let Some(frame) = frames.pop_front() {
-            wr.write_all(&frame).await?;
-            outbox.written(frame.len());
-        }
-    }
-    while !frames.is_empty() {
-        let written = {
-            let slices: Vec<IoSlice<'_>> = frames
-                .iter()
-                .take(MAX_IOV)
-                .map(|f| IoSlice::new(f))
-                .collect();
-            wr.write_vectored(&slices).await?
-        };
-        if written == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        // Bytes on their way count until written: the queue's bound covers them.
-        outbox.written(written);
-        let mut left = written;
-        while left > 0 {
-            let Some(front) = frames.front_mut() else {
-                break;
+    use std::task::{Poll, ready};
+    std::future::poll_fn(move |cx| {
+        loop {
+            let written = match frames.len() {
+                0 => return Pin::new(&mut *wr).poll_flush(cx),
+                // The common case of a trickle: no slice list to build.
+                1 => ready!(Pin::new(&mut *wr).poll_write(cx, &frames[0]))?,
+                _ => {
+                    let mut slices = [IoSlice::new(&[]); IOV_PER_WRITE];
+                    let n = frames.len().min(IOV_PER_WRITE);
+                    for (slot, frame) in slices.iter_mut().zip(frames.iter()) {
+                        *slot = IoSlice::new(frame);
+                    }
+                    ready!(Pin::new(&mut *wr).poll_write_vectored(cx, &slices[..n]))?
+                }
             };
-            if front.len() <= left {
-                left -= front.len();
-                frames.pop_front();
-            } else {
-                let _ = front.split_to(left);
-                left = 0;
+            if written == 0 {
+                return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+            }
+            // Bytes on their way count until written: the queue's bound
+            // covers them.
+            outbox.written(written);
+            let mut left = written;
+            while left > 0 {
+                let Some(front) = frames.front_mut() else {
+                    break;
+                };
+                if front.len() <= left {
+                    left -= front.len();
+                    frames.pop_front();
+                } else {
+                    let _ = front.split_to(left);
+                    left = 0;
+                }
             }
         }
-    }
-    wr.flush().await
+    })
+    .await
 }
 
 /// Returns `Pending` once, after asking to be polled again: lets the other
@@ -216,4 +264,15 @@ async fn yield_now() {
         }
     })
     .await
+}
+
+/// Size of the `write_batch` future (for `footprint`).
+pub(crate) fn write_batch_size<W: AsyncWrite + Unpin + 'static>() -> usize {
+    fn size<A, B, C, Fut>(_: fn(A, B, C) -> Fut) -> usize {
+        std::mem::size_of::<Fut>()
+    }
+    size(
+        write_batch::<W>
+            as fn(&'static mut W, &'static Outbox, std::collections::VecDeque<Bytes>) -> _,
+    )
 }

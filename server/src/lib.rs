@@ -17,11 +17,77 @@ pub mod cli;
 #[cfg(feature = "cli")]
 pub mod settings;
 
+#[cfg(feature = "jemalloc")]
+mod allocator {
+    /// jemalloc packs a connection's small allocations tighter than glibc's
+    /// malloc and gives freed pages back.
+    #[global_allocator]
+    static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+    /// A C string pointer jemalloc reads at start.
+    #[repr(transparent)]
+    struct Conf(*const std::ffi::c_char);
+    // SAFETY: it points at an immutable, 'static byte string.
+    unsafe impl Sync for Conf {}
+
+    /// Freed pages go back to the OS within about a second, purged by
+    /// jemalloc's background thread (not on the hot path): RSS follows the
+    /// connections down after a burst or a mass disconnect.
+    #[used]
+    #[unsafe(export_name = "_rjem_malloc_conf")]
+    static MALLOC_CONF: Conf =
+        Conf(c"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0".as_ptr());
+}
+
 pub use clock::Clock;
 pub use producer::RoomContext;
 pub use runtime::{Runtime, timeout};
 pub use server::{CHAT_PAGE, HubHandle, Server, ServerBuilder, ServerError};
 pub use switchboard_core as core;
+
+/// The fixed parts of one connection's memory on runtime `R`, in bytes,
+/// for the memory breakdown (`sb-measure footprint`): the connection
+/// task's future, the outbox, and the hub's table entry and subscription.
+#[doc(hidden)]
+pub fn footprint<R: Runtime>() -> Vec<(&'static str, usize)> {
+    fn ret_size<A, T>(_: impl FnOnce(A) -> T) -> usize {
+        std::mem::size_of::<T>()
+    }
+    fn future_size<A, B, C, D, E, F, G, Fut>(_: fn(A, B, C, D, E, F, G) -> Fut) -> usize {
+        std::mem::size_of::<Fut>()
+    }
+    let (conn, sub) = switchboard_core::Hub::<
+        switchboard_core::auth::JwtAuthenticator,
+        switchboard_core::storage::Growable,
+    >::footprint();
+    vec![
+        (
+            "connection future",
+            future_size(conn::run::<R, R::WriteHalf>),
+        ),
+        ("outbox", std::mem::size_of::<outbox::Outbox>()),
+        (
+            "write_batch future",
+            conn::write_batch_size::<R::WriteHalf>(),
+        ),
+        (
+            "outbox.take future",
+            ret_size(|o: &'static outbox::Outbox| o.take()),
+        ),
+        (
+            "outbox.ended future",
+            ret_size(|o: &'static outbox::Outbox| o.ended()),
+        ),
+        (
+            "reader",
+            std::mem::size_of::<switchboard_core::ws::Reader>(),
+        ),
+        ("hub connection entry", conn),
+        ("hub subscription entry", sub),
+        ("read half", std::mem::size_of::<R::ReadHalf>()),
+        ("write half", std::mem::size_of::<R::WriteHalf>()),
+    ]
+}
 
 /// Sends `tracing` logs to stderr, filtered by `RUST_LOG` (default `info`),
 /// so that stdout carries only the [`Server::announce`] line. Dependencies

@@ -10,7 +10,9 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use event_listener::Event;
+use std::task::Poll;
+
+use futures_util::task::AtomicWaker;
 use switchboard_core::hub::admits;
 use switchboard_core::ws;
 
@@ -31,8 +33,10 @@ struct Inner {
 /// The queue, shared by the hub (producer side) and the writer.
 pub(crate) struct Outbox {
     inner: Mutex<Inner>,
-    notify: Event,
-    ended: Event,
+    /// The writer's task: the only one that ever waits on an outbox (for
+    /// frames, or for the end), so one inline waker serves, without an
+    /// allocation per idle connection.
+    writer: AtomicWaker,
     max_bytes: usize,
 }
 
@@ -61,8 +65,7 @@ impl Outbox {
     pub(crate) fn new(max_bytes: usize) -> Self {
         Outbox {
             inner: Mutex::new(Inner::default()),
-            notify: Event::new(),
-            ended: Event::new(),
+            writer: AtomicWaker::new(),
             max_bytes,
         }
     }
@@ -83,7 +86,7 @@ impl Outbox {
         inner.frames.push_back(frame);
         drop(inner);
         if wake {
-            self.notify.notify(1);
+            self.writer.wake();
         }
         true
     }
@@ -93,8 +96,7 @@ impl Outbox {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         inner.ending.get_or_insert(ending);
         drop(inner);
-        self.notify.notify(1);
-        self.ended.notify(usize::MAX);
+        self.writer.wake();
     }
 
     /// Is the connection marked to end?
@@ -109,31 +111,35 @@ impl Outbox {
     /// Resolves once the connection is marked to end (so that a writer
     /// stuck on a slow socket can give up its batch).
     pub(crate) async fn ended(&self) -> Ending {
-        loop {
-            // Listen first, then look: an end marked in between still wakes us.
-            let listener = self.ended.listen();
-            if let Some(e) = self.inner.lock().unwrap_or_else(|e| e.into_inner()).ending {
-                return e;
+        let ending = || self.inner.lock().unwrap_or_else(|e| e.into_inner()).ending;
+        std::future::poll_fn(|cx| {
+            if let Some(e) = ending() {
+                return Poll::Ready(e);
             }
-            listener.await;
-        }
+            // Register, then look again: an end marked in between still wakes us.
+            self.writer.register(cx.waker());
+            match ending() {
+                Some(e) => Poll::Ready(e),
+                None => Poll::Pending,
+            }
+        })
+        .await
     }
 
     /// Waits for frames or an end, then takes everything queued. The bytes
     /// stay counted until the writer has written them ([`Outbox::written`]).
     pub(crate) async fn take(&self) -> Batch {
-        loop {
+        std::future::poll_fn(|cx| {
             if let Some(batch) = self.try_take() {
-                return batch;
+                return Poll::Ready(batch);
             }
-            // Listen, then look again: a push in between still wakes us.
-            // (A listener costs an allocation: only an idle writer needs one.)
-            let listener = self.notify.listen();
-            if let Some(batch) = self.try_take() {
-                return batch;
+            self.writer.register(cx.waker());
+            match self.try_take() {
+                Some(batch) => Poll::Ready(batch),
+                None => Poll::Pending,
             }
-            listener.await;
-        }
+        })
+        .await
     }
 
     fn try_take(&self) -> Option<Batch> {

@@ -6,6 +6,7 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use futures_io::{AsyncRead, AsyncWrite};
@@ -20,8 +21,10 @@ pub trait Runtime: Clone + Default + Send + Sync + 'static {
     type Listener: Send + Sync + 'static;
     /// An accepted TCP connection.
     type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
-    /// The reading half of a [`Runtime::Stream`].
-    type ReadHalf: AsyncRead + Unpin + Send + 'static;
+    /// The reading half of a [`Runtime::Stream`], read by readiness
+    /// ([`Runtime::poll_read_ready`], [`Runtime::try_read`]) so that the
+    /// connections of a thread share one read buffer.
+    type ReadHalf: Send + Sync + 'static;
     /// The writing half of a [`Runtime::Stream`] (vectored writes reach the socket).
     type WriteHalf: AsyncWrite + Unpin + Send + 'static;
     /// Timeouts for hyper (the handshake deadline).
@@ -51,6 +54,13 @@ pub trait Runtime: Clone + Default + Send + Sync + 'static {
 
     /// Splits a connection for a reader and a writer that run at once.
     fn split(stream: Self::Stream) -> (Self::ReadHalf, Self::WriteHalf);
+
+    /// Ready when the reading half may have bytes (or an end) to read.
+    fn poll_read_ready(rd: &Self::ReadHalf, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+
+    /// Reads what is there without waiting (`WouldBlock` when nothing is;
+    /// `Ok(0)` at the end).
+    fn try_read(rd: &Self::ReadHalf, buf: &mut [u8]) -> io::Result<usize>;
 
     /// hyper's timer on this runtime.
     fn timer(&self) -> Self::Timer;

@@ -3,6 +3,7 @@
 //! fan-out throughput of one publisher to N subscribers. Loopback only,
 //! bounded in time.
 //!
+//! `sb-measure footprint` (fixed sizes of one connection) ·
 //! `sb-measure idle URL PID N` · `sb-measure fanout URL PID SUBS MSGS` ·
 //! `sb-measure rooms URL PID ROOMS MSGS` (history memory: MSGS messages of
 //! 100 B into each of ROOMS rooms of namespace `bench`; run the server with
@@ -68,6 +69,23 @@ async fn open_many(url: &str, n: usize) -> anyhow::Result<Vec<Ws>> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("footprint") {
+        for (name, f) in [
+            (
+                "tokio",
+                switchboard_server::footprint::<switchboard_tokio::Tokio> as fn() -> _,
+            ),
+            (
+                "smol",
+                switchboard_server::footprint::<switchboard_smol::Smol>,
+            ),
+        ] {
+            for (what, bytes) in f() {
+                println!("{name}: {what}: {bytes} B");
+            }
+        }
+        return Ok(());
+    }
     let (mode, url, pid) = (args[1].as_str(), args[2].as_str(), args[3].parse::<u32>()?);
     let before = rss_kib(pid);
     match mode {
