@@ -20,7 +20,7 @@ SERVER="${SERVER:-$here/target/release/switchboard}"
 SERVER_SMOL="${SERVER_SMOL:-$here/target/release/switchboard-smol}"
 LOADGEN="${LOADGEN:-$here/target/release/switchboard-loadgen}"
 OUT="${OUT:-/tmp/sb-compare}"
-ONLY="${ONLY:-switchboard switchboard+history rust_bare node_ws fastapi}"
+ONLY="${ONLY:-switchboard switchboard-smol switchboard+history rust_bare uws node_ws fastapi}"
 ROUNDS="${ROUNDS:-1}"
 mkdir -p "$OUT"
 ulimit -n 20000 2>/dev/null || true
@@ -50,6 +50,8 @@ start() { # name -> sets url, pid, gen (loadgen protocol args)
             "$SERVER" --listen "127.0.0.1:$port" --config "$OUT/history.toml" >/dev/null 2>"$OUT/$name.err" &
             url="ws://127.0.0.1:$port/ws"; gen=() ;;
         rust_bare) "$peers/rust_bare/run.sh" "$port" >/dev/null 2>&1 &
+            url="ws://127.0.0.1:$port/"; gen=(--hello none --publish-template '{"t":$T,"p":"$P"}') ;;
+        uws) "$peers/uws/run.sh" "$port" >/dev/null 2>&1 &
             url="ws://127.0.0.1:$port/"; gen=(--hello none --publish-template '{"t":$T,"p":"$P"}') ;;
         node_ws) "$peers/node_ws/run.sh" "$port" >/dev/null 2>&1 &
             url="ws://127.0.0.1:$port/"; gen=(--hello none --publish-template '{"t":$T,"p":"$P"}') ;;
