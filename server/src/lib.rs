@@ -112,3 +112,67 @@ pub fn init_logging() {
         .with_env_filter(filter)
         .init();
 }
+
+/// Measures the hub lock on runtime `R` without sockets: `subscribers`
+/// anonymous JSON connections in one room, `messages` server publishes of
+/// `payload` bytes, each publish (core fan-out, framing, one outbox push per
+/// recipient) timed while it holds the lock; outboxes are emptied between
+/// publishes as writers would. Returns the total time under the lock and
+/// the deliveries made (`sb-measure lock`).
+#[doc(hidden)]
+pub fn measure_lock<R: Runtime>(
+    rt: R,
+    subscribers: usize,
+    messages: usize,
+    payload: usize,
+) -> (std::time::Duration, u64) {
+    use std::sync::Arc;
+    use switchboard_core::auth::{NoTokens, UpgradeCredentials};
+    let config = switchboard_core::Config {
+        allow_anonymous: true,
+        rate_limit: 0,
+        max_connections: subscribers + 16,
+        ..switchboard_core::Config::default()
+    };
+    let hub = switchboard_core::Hub::<NoTokens, switchboard_core::storage::Growable>::new(
+        config, NoTokens, 7,
+    )
+    .expect("config");
+    let engine = engine::Shared::new(hub, rt);
+    let mut outboxes = Vec::new();
+    for _ in 0..subscribers {
+        use engine::Engine as _;
+        let outbox = Arc::new(outbox::Outbox::new(1 << 20));
+        let upgrade = switchboard_core::Upgrade {
+            codec: switchboard_core::Codec::Json,
+            origin: None,
+            credentials: UpgradeCredentials::default(),
+        };
+        let conn = engine.open(upgrade, outbox.clone()).expect("open");
+        let subscribe = br#"{"type":"subscribe","room":"bench"}"#;
+        engine.ws(
+            conn,
+            Ok(switchboard_core::ws::Event::Message {
+                kind: switchboard_core::FrameKind::Text,
+                data: subscribe,
+            }),
+        );
+        outbox.drain_for_bench();
+        outboxes.push(outbox);
+    }
+    let data = format!("\"{}\"", "x".repeat(payload.saturating_sub(2)));
+    let mut held = std::time::Duration::ZERO;
+    let mut delivered = 0u64;
+    for _ in 0..messages {
+        use engine::Engine as _;
+        let start = std::time::Instant::now();
+        engine
+            .publish("bench", data.as_bytes(), None)
+            .expect("publish");
+        held += start.elapsed();
+        for o in &outboxes {
+            delivered += o.drain_for_bench();
+        }
+    }
+    (held, delivered)
+}
