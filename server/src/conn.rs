@@ -114,23 +114,29 @@ pub(crate) async fn run<Rt, W>(
         }
     };
     let writer = async {
+        // The emptied queue of the last batch, handed back to the outbox.
+        let mut spare = std::collections::VecDeque::new();
         loop {
-            let batch = outbox.take().await;
+            let mut batch = outbox.take(&mut spare).await;
             match batch.ending {
                 None => {
                     // A writer stuck on a client that does not read gives up
                     // as soon as the hub decides to end the connection.
-                    let ending = {
-                        let write = pin!(write_batch(&mut wr, &outbox, batch.frames));
+                    let outcome = {
+                        let write = pin!(write_batch(&mut wr, &outbox, &mut batch.frames));
                         let ended = pin!(outbox.ended());
                         match select(write, ended).await {
-                            Either::Left((Ok(()), _)) => continue,
+                            Either::Left((Ok(()), _)) => None,
                             Either::Left((Err(e), _)) => {
                                 tracing::debug!(conn = %conn, error = %e, "write failed");
                                 return;
                             }
-                            Either::Right((ending, _)) => ending,
+                            Either::Right((ending, _)) => Some(ending),
                         }
+                    };
+                    let Some(ending) = outcome else {
+                        spare = batch.frames;
+                        continue;
                     };
                     if let Ending::Close(code, reason) = ending {
                         Box::pin(close(&rt, &mut wr, &outbox, None, code, reason)).await;
@@ -163,8 +169,8 @@ async fn close<Rt: Runtime, W: AsyncWrite + Unpin>(
     reason: &'static str,
 ) {
     let _ = timeout(rt, Instant::now() + CLOSE_DEADLINE, async {
-        if let Some(batch) = batch {
-            write_batch(wr, outbox, batch.frames).await?;
+        if let Some(mut batch) = batch {
+            write_batch(wr, outbox, &mut batch.frames).await?;
         }
         wr.write_all(&close_frame(code, reason)).await?;
         wr.close().await
@@ -205,7 +211,7 @@ fn feed(
 async fn write_batch<W>(
     wr: &mut W,
     outbox: &Outbox,
-    mut frames: std::collections::VecDeque<Bytes>,
+    frames: &mut std::collections::VecDeque<Bytes>,
 ) -> std::io::Result<()>
 where
     W: AsyncWrite + Unpin,
@@ -273,6 +279,10 @@ pub(crate) fn write_batch_size<W: AsyncWrite + Unpin + 'static>() -> usize {
     }
     size(
         write_batch::<W>
-            as fn(&'static mut W, &'static Outbox, std::collections::VecDeque<Bytes>) -> _,
+            as fn(
+                &'static mut W,
+                &'static Outbox,
+                &'static mut std::collections::VecDeque<Bytes>,
+            ) -> _,
     )
 }

@@ -72,7 +72,7 @@ pub fn footprint<R: Runtime>() -> Vec<(&'static str, usize)> {
         ),
         (
             "outbox.take future",
-            ret_size(|o: &'static outbox::Outbox| o.take()),
+            ret_size(|o: &'static outbox::Outbox| o.take(Box::leak(Box::default()))),
         ),
         (
             "outbox.ended future",
@@ -157,8 +157,8 @@ pub fn measure_lock<R: Runtime>(
                 data: subscribe,
             }),
         );
-        outbox.drain_for_bench();
-        outboxes.push(outbox);
+        outbox.drain_for_bench(&mut Default::default());
+        outboxes.push((outbox, std::collections::VecDeque::new()));
     }
     let data = format!("\"{}\"", "x".repeat(payload.saturating_sub(2)));
     let mut held = std::time::Duration::ZERO;
@@ -170,8 +170,8 @@ pub fn measure_lock<R: Runtime>(
             .publish("bench", data.as_bytes(), None)
             .expect("publish");
         held += start.elapsed();
-        for o in &outboxes {
-            delivered += o.drain_for_bench();
+        for (o, spare) in &mut outboxes {
+            delivered += o.drain_for_bench(spare);
         }
     }
     (held, delivered)

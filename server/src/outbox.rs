@@ -128,28 +128,39 @@ impl Outbox {
 
     /// Waits for frames or an end, then takes everything queued. The bytes
     /// stay counted until the writer has written them ([`Outbox::written`]).
-    pub(crate) async fn take(&self) -> Batch {
+    ///
+    /// `spare` is the writer's emptied queue of the last batch: it becomes
+    /// the outbox's queue, so that a busy connection does not allocate a
+    /// queue per batch. An idle one gives both back (it holds none).
+    pub(crate) async fn take(&self, spare: &mut VecDeque<Bytes>) -> Batch {
         std::future::poll_fn(|cx| {
-            if let Some(batch) = self.try_take() {
+            if let Some(batch) = self.try_take(spare) {
                 return Poll::Ready(batch);
             }
             self.writer.register(cx.waker());
-            match self.try_take() {
+            match self.try_take(spare) {
                 Some(batch) => Poll::Ready(batch),
-                None => Poll::Pending,
+                None => {
+                    // Going idle: keep no queue memory.
+                    *spare = VecDeque::new();
+                    let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+                    if inner.frames.is_empty() {
+                        inner.frames = VecDeque::new();
+                    }
+                    Poll::Pending
+                }
             }
         })
         .await
     }
 
-    fn try_take(&self) -> Option<Batch> {
+    fn try_take(&self, spare: &mut VecDeque<Bytes>) -> Option<Batch> {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if inner.frames.is_empty() && inner.ending.is_none() {
             return None;
         }
-        // The queue left behind is empty with no capacity: idle connections
-        // do not keep a burst's worth of memory.
-        let frames = std::mem::take(&mut inner.frames);
+        spare.clear();
+        let frames = std::mem::replace(&mut inner.frames, std::mem::take(spare));
         Some(Batch {
             frames,
             ending: inner.ending,
@@ -158,12 +169,15 @@ impl Outbox {
 
     /// Takes and forgets what waits, as a writer that wrote it all would;
     /// returns how many frames (for `measure_lock`).
-    pub(crate) fn drain_for_bench(&self) -> u64 {
-        match self.try_take() {
-            Some(batch) => {
+    pub(crate) fn drain_for_bench(&self, spare: &mut VecDeque<Bytes>) -> u64 {
+        match self.try_take(spare) {
+            Some(mut batch) => {
                 let bytes: usize = batch.frames.iter().map(|f| f.len()).sum();
                 self.written(bytes);
-                batch.frames.len() as u64
+                let n = batch.frames.len() as u64;
+                batch.frames.clear();
+                *spare = batch.frames;
+                n
             }
             None => 0,
         }
