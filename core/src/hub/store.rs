@@ -1168,9 +1168,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         };
         relay.latest = relay.latest.max(offset);
         if offset == head + 1 {
-            let record =
-                postcard::to_allocvec(&(from.clone(), Data::Borrowed(data))).unwrap_or_default();
-            self.deliver(key, offset, from, data, record);
+            self.deliver(key, offset, from, data);
             self.drain_ahead(key);
         } else {
             if relay.ahead.len() < self.config.max_recover
@@ -1213,15 +1211,18 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
 
     /// Fans message `offset` of room `key` out and holds it for the
     /// subscribers still waiting for their read.
-    fn deliver(
-        &mut self,
-        key: u32,
-        offset: u64,
-        from: Option<Sender<'_>>,
-        data: &[u8],
-        record: Vec<u8>,
-    ) {
+    fn deliver(&mut self, key: u32, offset: u64, from: Option<Sender<'_>>, data: &[u8]) {
         let max_recover = self.config.max_recover;
+        // Only a room with subscribers waiting for their read keeps a copy
+        // (rare): the common delivery allocates nothing here.
+        let holding = self
+            .rooms
+            .get(key)
+            .and_then(|r| r.relay.as_ref())
+            .is_some_and(|r| r.holding > 0);
+        let record = holding
+            .then(|| postcard::to_allocvec(&(from.clone(), Data::Borrowed(data))).ok())
+            .flatten();
         if self.fan_out(key, offset, from, data).is_err() {
             return;
         }
@@ -1229,9 +1230,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             return;
         };
         room.offset = offset;
-        if let Some(relay) = room.relay.as_mut()
-            && relay.holding > 0
-        {
+        if let (Some(relay), Some(record)) = (room.relay.as_mut(), record) {
             if relay.held.len() >= max_recover {
                 relay.held.pop_front();
             }
@@ -1265,10 +1264,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
 
     fn deliver_record(&mut self, key: u32, offset: u64, record: Vec<u8>) {
         match postcard::from_bytes::<(Option<Sender<'_>>, Data<'_>)>(&record) {
-            Ok((from, data)) => {
-                let (from, data) = (from.map(owned_sender), data.to_vec());
-                self.deliver(key, offset, from, &data, record);
-            }
+            Ok((from, data)) => self.deliver(key, offset, from, &data),
             Err(_) => {
                 if let Some(room) = self.rooms.get_mut(key) {
                     room.offset = offset;
@@ -1333,9 +1329,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             if m.offset != room.offset + 1 {
                 continue;
             }
-            let record = postcard::to_allocvec(&(m.from.clone(), Data::Borrowed(m.data)))
-                .unwrap_or_default();
-            self.deliver(key, m.offset, m.from.clone(), m.data, record);
+            self.deliver(key, m.offset, m.from.clone(), m.data);
         }
         self.drain_ahead(key);
         let Some(room) = self.rooms.get_mut(key) else {
@@ -1424,12 +1418,5 @@ fn stored_frame<'a>(room: &'a str, epoch: &'a str, m: &StoredMessage<'a>) -> Mes
         offset: m.offset,
         from: m.from.clone(),
         data: Data::Borrowed(m.data),
-    }
-}
-
-fn owned_sender(s: Sender<'_>) -> Sender<'static> {
-    Sender {
-        client: s.client.into_owned(),
-        user: s.user.map(Text::into_owned),
     }
 }
