@@ -175,23 +175,39 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         // Replies are bounded (PROTOCOL.md §9): stop before `max_reply_bytes`,
         // with at least one message; the client pages on with `since`.
         let max = self.config.max_reply_bytes;
-        let mut count = fit_messages(&mut self.arena, codec, room, from, to - from, max);
-        loop {
-            let r = encode_with_messages(
-                &mut self.arena,
+        let count = fit_messages(&mut self.arena, codec, room, from, to - from, max);
+        let r = encode_bounded(&mut self.arena, max, count, |arena, count| {
+            encode_with_messages(
+                arena,
                 codec,
                 room,
                 from,
                 count,
                 WithMessages::History { id: req },
-            );
-            match &r {
-                Ok(range) if range.len() > max && count > 1 => {
-                    self.arena.truncate(range.start);
-                    count -= 1;
-                }
-                _ => return self.unicast(id, codec, r),
+            )
+        });
+        self.unicast(id, codec, r)
+    }
+}
+
+/// Encodes `reply(count)`, a reply carrying `count` messages, with one
+/// message fewer each time it comes out over `max` bytes, down to one
+/// (PROTOCOL.md §9 "Replies are bounded"). `count` is a first guess from
+/// [`fit_messages`] / [`fit_frames`], so this rarely loops.
+pub(super) fn encode_bounded<A: crate::storage::Arena>(
+    arena: &mut A,
+    max: usize,
+    mut count: usize,
+    reply: impl Fn(&mut A, usize) -> Result<Range<usize>, crate::protocol::EncodeError>,
+) -> Result<Range<usize>, crate::protocol::EncodeError> {
+    loop {
+        let r = reply(arena, count);
+        match &r {
+            Ok(range) if range.len() > max && count > 1 => {
+                arena.truncate(range.start);
+                count -= 1;
             }
+            _ => return r,
         }
     }
 }

@@ -1050,24 +1050,20 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             .map(|m| stored_frame(name, epoch, m))
             .collect();
         let max = self.config.max_reply_bytes;
-        let mut count = fit_frames(&mut self.arena, codec, name, &frames, max);
-        loop {
-            let frame = ServerFrame::History {
-                id: req,
-                room: Text::Borrowed(name),
-                epoch: Text::Borrowed(epoch),
-                offset,
-                messages: crate::protocol::Seq::Borrowed(&frames[..count]),
-            };
-            let r = self.arena.encode(codec, &frame);
-            match &r {
-                Ok(range) if range.len() > max && count > 1 => {
-                    self.arena.truncate(range.start);
-                    count -= 1;
-                }
-                _ => return self.unicast(id, codec, r),
-            }
-        }
+        let count = fit_frames(&mut self.arena, codec, name, &frames, max);
+        let r = encode_bounded(&mut self.arena, max, count, |arena, count| {
+            arena.encode(
+                codec,
+                &ServerFrame::History {
+                    id: req,
+                    room: Text::Borrowed(name),
+                    epoch: Text::Borrowed(epoch),
+                    offset,
+                    messages: crate::protocol::Seq::Borrowed(&frames[..count]),
+                },
+            )
+        });
+        self.unicast(id, codec, r)
     }
 
     fn presence_done(&mut self, id: ConnId, req: Option<u64>, name: &str, result: StoreResult<'_>) {
