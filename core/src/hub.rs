@@ -615,6 +615,11 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         )
     }
 
+    /// Connections in the table (what [`Stats::connections`] says, cheaply).
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
     /// Counts for monitoring.
     pub fn stats(&self) -> Stats {
         #[cfg(feature = "alloc")]

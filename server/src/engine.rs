@@ -153,7 +153,7 @@ where
             state.scheduled = next;
             self.timer.notify(1);
         }
-        if state.hub.stats().connections == 0 {
+        if state.hub.connections() == 0 {
             self.idle.notify(usize::MAX);
         }
     }
