@@ -210,6 +210,8 @@ struct SubResult {
     /// Data frames that were not deliveries (no `t` anywhere).
     other_frames: u64,
     slow_frames: u64,
+    /// Socket reads that returned data.
+    reads: u64,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -631,6 +633,7 @@ async fn subscriber(
                 match tcp.try_read(&mut b[..]) {
                     Ok(0) => return ReadEnd::Eof,
                     Ok(n) => {
+                        tr.res.reads += 1;
                         tr.now = shared.now_us();
                         if let Err(e) = sc.feed(&b[..n], &mut tr) {
                             return ReadEnd::Failed(format!("protocol_error: {e}"));
@@ -892,6 +895,8 @@ struct Check {
     unsequenced: u64,
     other_frames: u64,
     slow_frames: u64,
+    /// Socket reads that returned data.
+    reads: u64,
 }
 
 impl Check {
@@ -912,6 +917,7 @@ impl Check {
         self.unsequenced += r.unsequenced;
         self.other_frames += r.other_frames;
         self.slow_frames += r.slow_frames;
+        self.reads += r.reads;
         if lost == 0 && r.duplicated == 0 && r.out_of_order == 0 && r.bad_seq == 0 {
             self.complete += 1;
         }
@@ -1421,6 +1427,12 @@ async fn run(args: Arc<Args>, workers: Vec<Handle>) {
             Value::Null
         };
     }
+    lg["subscriber_reads"] = json!(chk.reads);
+    lg["deliveries_per_read"] = if chk.reads > 0 {
+        json!(round2(delivered as f64 / chk.reads as f64))
+    } else {
+        Value::Null
+    };
     report.insert("loadgen".into(), lg);
     report.insert("hit_duration_limit".into(), json!(hit_limit));
     report.insert(
