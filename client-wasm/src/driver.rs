@@ -8,7 +8,7 @@
 //! borrowed: they are queued and called afterwards, in order, so a callback
 //! may call back into the client.
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::VecDeque;
 use alloc::rc::{Rc, Weak};
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -23,6 +23,79 @@ use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
 
 use crate::js;
+
+/// A small map as a vector (a client has a few rooms, handlers and
+/// requests in flight; a `BTreeMap` per key and value type costs the
+/// package kilobytes).
+pub(crate) struct VecMap<K, V>(Vec<(K, V)>);
+
+impl<K: PartialEq + Clone, V> VecMap<K, V> {
+    pub(crate) fn new() -> Self {
+        VecMap(Vec::new())
+    }
+
+    pub(crate) fn get<Q: ?Sized>(&self, k: &Q) -> Option<&V>
+    where
+        K: core::borrow::Borrow<Q>,
+        Q: PartialEq,
+    {
+        self.0.iter().find(|(x, _)| x.borrow() == k).map(|(_, v)| v)
+    }
+
+    pub(crate) fn get_mut<Q: ?Sized>(&mut self, k: &Q) -> Option<&mut V>
+    where
+        K: core::borrow::Borrow<Q>,
+        Q: PartialEq,
+    {
+        self.0.iter_mut().find(|(x, _)| x.borrow() == k).map(|(_, v)| v)
+    }
+
+    pub(crate) fn contains_key<Q: ?Sized>(&self, k: &Q) -> bool
+    where
+        K: core::borrow::Borrow<Q>,
+        Q: PartialEq,
+    {
+        self.get(k).is_some()
+    }
+
+    pub(crate) fn insert(&mut self, k: K, v: V) {
+        match self.get_mut(&k) {
+            Some(old) => *old = v,
+            None => self.0.push((k, v)),
+        }
+    }
+
+    pub(crate) fn remove<Q: ?Sized>(&mut self, k: &Q) -> Option<V>
+    where
+        K: core::borrow::Borrow<Q>,
+        Q: PartialEq,
+    {
+        let i = self.0.iter().position(|(x, _)| x.borrow() == k)?;
+        Some(self.0.remove(i).1)
+    }
+
+    /// The value of `k`, inserted with `make` when missing.
+    pub(crate) fn entry(&mut self, k: K, make: impl FnOnce() -> V) -> &mut V {
+        let i = match self.0.iter().position(|(x, _)| *x == k) {
+            Some(i) => i,
+            None => {
+                self.0.push((k, make()));
+                self.0.len() - 1
+            }
+        };
+        &mut self.0[i].1
+    }
+
+    pub(crate) fn keys(&self) -> Vec<K> {
+        self.0.iter().map(|(k, _)| k.clone()).collect()
+    }
+}
+
+impl<K, V> Default for VecMap<K, V> {
+    fn default() -> Self {
+        VecMap(Vec::new())
+    }
+}
 
 /// Where the upgrade carries the token (PROTOCOL.md §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +139,7 @@ pub(crate) enum Want {
 /// Handlers and state of one subscribed room.
 #[derive(Default)]
 pub(crate) struct Room {
-    pub(crate) handlers: BTreeMap<String, Vec<Function>>,
+    pub(crate) handlers: VecMap<String, Vec<Function>>,
     pub(crate) iterators: Vec<Rc<RefCell<Iter>>>,
     /// `Some(result)` once `subscribed` (or an error) came.
     pub(crate) ready: Option<Result<JsValue, JsValue>>,
@@ -101,9 +174,9 @@ pub(crate) struct Inner {
     timer: Option<(i32, Instant)>,
     timer_cb: Option<Closure<dyn FnMut()>>,
     network: Option<(Closure<dyn FnMut()>, Closure<dyn FnMut()>)>,
-    pub(crate) waiting: BTreeMap<OpId, Waiter>,
-    pub(crate) rooms: BTreeMap<String, Room>,
-    pub(crate) handlers: BTreeMap<String, Vec<Function>>,
+    pub(crate) waiting: VecMap<OpId, Waiter>,
+    pub(crate) rooms: VecMap<String, Room>,
+    pub(crate) handlers: VecMap<String, Vec<Function>>,
     pub(crate) connect_waiters: Vec<(Function, Function)>,
     pub(crate) welcome: Option<JsValue>,
     /// How the last connection ended: close code and reason.
@@ -135,9 +208,9 @@ impl Inner {
             timer: None,
             timer_cb: None,
             network: None,
-            waiting: BTreeMap::new(),
-            rooms: BTreeMap::new(),
-            handlers: BTreeMap::new(),
+            waiting: VecMap::new(),
+            rooms: VecMap::new(),
+            handlers: VecMap::new(),
             connect_waiters: Vec::new(),
             welcome: None,
             last_close: (None, String::new()),
@@ -396,7 +469,7 @@ impl Inner {
             for (_, reject) in core::mem::take(&mut self.connect_waiters) {
                 self.call(&reject, err.clone());
             }
-            let rooms: Vec<String> = self.rooms.keys().cloned().collect();
+            let rooms: Vec<String> = self.rooms.keys();
             for room in rooms {
                 self.end_room(&room, &err);
             }

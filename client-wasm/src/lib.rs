@@ -17,7 +17,7 @@ use switchboard_core::protocol::Codec;
 use switchboard_core::Duration;
 use wasm_bindgen::prelude::*;
 
-use driver::{Handle, Inner, Iter, Room, TokenIn, Waiter, Want, now, run};
+use driver::{Handle, Inner, Iter, Room, TokenIn, VecMap, Waiter, Want, now, run};
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_TYPES: &'static str = r#"
@@ -170,11 +170,8 @@ fn millis(options: &JsValue, key: &str) -> Option<Duration> {
     js::number(options, key).map(Duration::from_millis)
 }
 
-fn handler_list<'a>(
-    map: &'a mut alloc::collections::BTreeMap<String, Vec<Function>>,
-    event: &str,
-) -> &'a mut Vec<Function> {
-    map.entry(event.to_string()).or_default()
+fn handler_list<'a>(map: &'a mut VecMap<String, Vec<Function>>, event: &str) -> &'a mut Vec<Function> {
+    map.entry(event.to_string(), Vec::new)
 }
 
 /// A promise and the functions that settle it.
@@ -289,6 +286,18 @@ impl Switchboard {
         .into()
     }
 
+    /// The `welcome` of the current (or last) connection: its client id
+    /// (new on every connection) and user; `null` before the first.
+    #[wasm_bindgen(getter, unchecked_return_type = "Welcome | null")]
+    pub fn welcome(&self) -> JsValue {
+        self.handle
+            .inner
+            .borrow()
+            .welcome
+            .clone()
+            .unwrap_or(JsValue::NULL)
+    }
+
     /// Publishes waiting for a connection.
     #[wasm_bindgen(getter)]
     pub fn queued(&self) -> usize {
@@ -298,6 +307,7 @@ impl Switchboard {
     /// Adds `handler` for `event`: `"state"` (a `StateChange`) or
     /// `"error"` (an `error` from the hub that no request waits for, or a
     /// failed `getToken`).
+    #[wasm_bindgen(skip_typescript)]
     pub fn on(&self, event: &str, handler: Function) -> Result<Switchboard, JsValue> {
         if event != "state" && event != "error" {
             return Err(js_sys::TypeError::new("event must be \"state\" or \"error\"").into());
@@ -320,11 +330,12 @@ impl Switchboard {
     /// Subscribes to `room` (kept across reconnects, recovered from the last
     /// message seen, until [`Subscription::unsubscribe`]). Subscribing to a
     /// room again returns another handle on the same subscription.
+    #[wasm_bindgen(unchecked_return_type = "Subscription")]
     pub fn subscribe(
         &self,
         room: &str,
         #[wasm_bindgen(unchecked_optional_param_type = "SubscribeOptions")] options: JsValue,
-    ) -> Subscription {
+    ) -> JsValue {
         let presence = js::get(&options, "presence").as_bool().unwrap_or(false);
         run(&self.handle, |i| {
             if i.rooms.contains_key(room) {
@@ -334,10 +345,19 @@ impl Switchboard {
             let op = i.session.subscribe(now(), room, presence);
             i.waiting.insert(op, Waiter::Subscribe(room.to_string()));
         });
-        Subscription {
+        let sub = JsValue::from(Subscription {
             handle: self.handle.clone(),
             room: room.to_string(),
+        });
+        // `for await (const m of sub)`: the class's async iterator is its
+        // `messages()`.
+        let proto = js_sys::Object::get_prototype_of(&sub);
+        let key = js_sys::Symbol::async_iterator();
+        if !js_sys::Reflect::has(&proto, &key).unwrap_or(true) {
+            let messages = js_sys::Reflect::get(&proto, &"messages".into()).unwrap_or_default();
+            let _ = js_sys::Reflect::set(&proto, &key, &messages);
         }
+        sub
     }
 
     /// Closes the client for good (state `"closed"`).
@@ -367,6 +387,7 @@ impl Subscription {
     /// `"recovered"` (after a reconnect: `true` when every missed message
     /// was replayed, `false` when some were lost: refetch with `history`),
     /// `"error"` (the subscribe was refused).
+    #[wasm_bindgen(skip_typescript)]
     pub fn on(&self, event: &str, handler: Function) -> Result<Subscription, JsValue> {
         if !matches!(event, "message" | "join" | "leave" | "recovered" | "error") {
             return Err(js_sys::TypeError::new(
@@ -539,22 +560,4 @@ impl MessageIterator {
         }
         Promise::resolve(&js::step(&JsValue::UNDEFINED, true))
     }
-}
-
-/// Makes `Subscription.prototype[Symbol.asyncIterator]` return
-/// `this.messages()`, so that `for await (const m of sub)` works.
-#[wasm_bindgen(start)]
-fn install() {
-    let proto = SubscriptionClass::prototype();
-    let messages = js_sys::Reflect::get(&proto, &"messages".into()).unwrap_or_default();
-    let _ = js_sys::Reflect::set(&proto, &js_sys::Symbol::async_iterator(), &messages);
-}
-
-#[wasm_bindgen]
-extern "C" {
-    /// The `Subscription` class of the generated bindings.
-    #[wasm_bindgen(js_name = Subscription)]
-    type SubscriptionClass;
-    #[wasm_bindgen(static_method_of = SubscriptionClass, getter, js_class = Subscription)]
-    fn prototype() -> JsValue;
 }
