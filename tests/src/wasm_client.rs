@@ -22,7 +22,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use fantoccini::Client;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use switchboard_tokio::client::{Client as Native, ClientOptions};
+use switchboard_tokio::client::{Client as Native, ClientOptions, Credentials};
 
 use crate::browser::{Env, WAIT, browser_tools, wait_until};
 use crate::proxy::Proxy;
@@ -34,7 +34,7 @@ const SECRET: &[u8] = b"wasm-test-secret";
 const WHOLE: Duration = Duration::from_secs(240);
 
 const CONFIG: &str = r#"
-allow_anonymous = true
+allow_anonymous = false
 jwt_secret = "wasm-test-secret"
 ping_interval = 25
 
@@ -82,7 +82,7 @@ pub async fn run(binary: &Path, scenario: Scenario) {
         let proxy = Proxy::start(addr).await?;
         let webdriver = env.start_chromedriver(&chromedriver)?;
         let page = env.open_session(&webdriver, "page").await?;
-        load_package(&page, proxy.addr()).await?;
+        load_package(&page, proxy.addr(), &token("tester", Some(3600))).await?;
         let mut t = Test {
             env: &mut env,
             page,
@@ -154,8 +154,9 @@ impl Test<'_> {
 }
 
 /// Imports the package from the hub into a page of its origin:
-/// `window.SB` is the `Switchboard` class.
-async fn load_package(page: &Client, proxy: SocketAddr) -> Result<()> {
+/// `window.SB` is the `Switchboard` class, `window.T` a token of user
+/// `tester` (the hub allows no anonymous clients).
+async fn load_package(page: &Client, proxy: SocketAddr, tester: &str) -> Result<()> {
     // Any page of the hub's origin will do: its 404 page is the smallest.
     let url = format!("http://{proxy}/blank");
     page.goto(&url).await.with_context(|| format!("loading {url}"))?;
@@ -165,6 +166,7 @@ async fn load_package(page: &Client, proxy: SocketAddr) -> Result<()> {
         const m = await import("/switchboard-wasm/switchboard.js");
         await m.default();
         window.SB = m.Switchboard;
+        window.T = args[0];
         window.sleep = (ms) => new Promise((r) => setTimeout(r, ms));
         window.within = async (ms, what, p) => {
           let timer;
@@ -173,7 +175,7 @@ async fn load_package(page: &Client, proxy: SocketAddr) -> Result<()> {
         };
         return typeof window.SB;
         "#,
-        vec![],
+        vec![json!(tester)],
     )
     .await
     .and_then(|v| match v.as_str() {
@@ -237,9 +239,14 @@ pub async fn auth_ways_and_commands(t: &mut Test<'_>) -> Result<()> {
                                     "a string", 42, null, false, [1, 2, 3]];
                     const offsets = [];
                     for (const v of values) offsets.push(await within(10000, "publish", sub.publish(v)));
+                    // Bytes: postcard carries them; a JSON client publishes
+                    // JSON values only, and the hub refuses the rest (4000).
                     const bytes = new Uint8Array([0, 255, 1, 128]);
-                    offsets.push(await within(10000, "publish bytes", sub.publish(bytes)));
-                    const want = values.length + 1;
+                    let refused = null;
+                    try {
+                      offsets.push(await within(10000, "publish bytes", sub.publish(bytes)));
+                    } catch (e) { refused = [e.kind, e.code]; }
+                    const want = values.length + (refused ? 0 : 1);
                     for (let i = 0; i < 100 && got.length < want; i++) await sleep(50);
                     const members = await within(10000, "presence", sub.presence());
                     const page = await within(10000, "history", sub.history({ since: 1, limit: 3 }));
@@ -248,7 +255,7 @@ pub async fn auth_ways_and_commands(t: &mut Test<'_>) -> Result<()> {
                     if (way === "cookie") document.cookie = "sb_token=; path=/; max-age=0";
                     const last = got[got.length - 1];
                     return {
-                      user: welcome.user, ready, offsets, states,
+                      user: welcome.user, ready, offsets, states, refused,
                       values: got.slice(0, values.length).map((m) => m.data),
                       want: values,
                       bytes: last && last.data instanceof Uint8Array ? Array.from(last.data) : null,
@@ -272,15 +279,22 @@ pub async fn auth_ways_and_commands(t: &mut Test<'_>) -> Result<()> {
             let ctx = format!("{way} / {protocol}: {got}");
             check(got["user"] == json!(user), &ctx, "welcome.user is the token's sub")?;
             check(got["ready"]["offset"] == json!(0), &ctx, "a new room is at 0")?;
-            check(got["offsets"] == json!([1, 2, 3, 4, 5, 6, 7]), &ctx, "acks 1..7")?;
             check(got["values"] == got["want"], &ctx, "values round-trip")?;
-            check(got["bytes"] == json!([0, 255, 1, 128]), &ctx, "bytes round-trip")?;
+            let n = if protocol == "postcard" {
+                check(got["offsets"] == json!([1, 2, 3, 4, 5, 6, 7]), &ctx, "acks 1..7")?;
+                check(got["bytes"] == json!([0, 255, 1, 128]), &ctx, "bytes round-trip")?;
+                7
+            } else {
+                check(got["offsets"] == json!([1, 2, 3, 4, 5, 6]), &ctx, "acks 1..6")?;
+                check(got["refused"] == json!(["server", 4000]), &ctx, "bytes refused")?;
+                6
+            };
             check(got["from"] == json!(user), &ctx, "from.user")?;
             check(got["members"] == json!([user]), &ctx, "presence lists the user")?;
             check(got["joins"] == json!([user]), &ctx, "its own join")?;
             check(got["page"] == json!([2, 3, 4]), &ctx, "history since 1, limit 3")?;
-            check(got["latest"] == json!(7), &ctx, "history's latest offset")?;
-            check(got["all"] == json!(7), &ctx, "the whole history")?;
+            check(got["latest"] == json!(n), &ctx, "history's latest offset")?;
+            check(got["all"] == json!(n), &ctx, "the whole history")?;
             check(
                 got["states"] == json!(["connecting", "connected", "closed"]),
                 &ctx,
@@ -293,8 +307,8 @@ pub async fn auth_ways_and_commands(t: &mut Test<'_>) -> Result<()> {
         .js(
             r#"
             const [url] = args;
-            const j = new SB(url, { protocol: "json" });
-            const p = new SB(url, { protocol: "postcard" });
+            const j = new SB(url, { token: T, protocol: "json" });
+            const p = new SB(url, { token: T, protocol: "postcard" });
             await within(10000, "connect", Promise.all([j.connect(), p.connect()]));
             const sj = j.subscribe("chat:mixed"), sp = p.subscribe("chat:mixed");
             await within(10000, "subscribe", Promise.all([sj.ready(), sp.ready()]));
@@ -425,7 +439,7 @@ pub async fn offline_queue(t: &mut Test<'_>) -> Result<()> {
     t.js(
         r#"
         const [url] = args;
-        const sb = new SB(url, { offlineQueue: 3, minReconnectDelay: 50, maxReconnectDelay: 300 });
+        const sb = new SB(url, { token: T, offlineQueue: 3, minReconnectDelay: 50, maxReconnectDelay: 300 });
         window.q = { sb, states: [], results: [] };
         sb.on("state", (s) => q.states.push(s.state));
         await within(10000, "connect", sb.connect());
@@ -514,7 +528,7 @@ async fn history_len(t: &Test<'_>) -> Result<usize> {
         .js(
             r#"
             const [url] = args;
-            const sb = new SB(url, {});
+            const sb = new SB(url, { token: T });
             await within(10000, "connect", sb.connect());
             const h = await within(10000, "history", sb.subscribe("chat:queue").history({}));
             sb.close();
@@ -697,7 +711,11 @@ impl Publisher {
                     None => {
                         let addr = *t.lock().expect("lock");
                         let url = format!("ws://{addr}/ws");
-                        match Native::connect(&url, ClientOptions::default()).await {
+                        let options = ClientOptions {
+                            credentials: Credentials::FirstFrame(token("publisher", Some(3600))),
+                            ..ClientOptions::default()
+                        };
+                        match Native::connect(&url, options).await {
                             Ok(c) => client.insert(c),
                             Err(_) => {
                                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -768,7 +786,7 @@ pub async fn drops_and_restarts(t: &mut Test<'_>, node: Node) -> Result<()> {
     t.js(
         r#"
         const [url] = args;
-        const sb = new SB(url, { minReconnectDelay: 100, maxReconnectDelay: 1000 });
+        const sb = new SB(url, { token: T, minReconnectDelay: 100, maxReconnectDelay: 1000 });
         window.f = { sb, rx: [], recovered: [], states: [], history: [] };
         sb.on("state", (s) => f.states.push([s.state, s.code]));
         await within(10000, "connect", sb.connect());
