@@ -15,9 +15,9 @@ use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
 
 use js_sys::{Function, Promise, Uint8Array};
+use switchboard_core::Instant;
 use switchboard_core::client::{Event, OpId, Output, Reply, RequestError, Session, State};
 use switchboard_core::protocol::Codec;
-use switchboard_core::Instant;
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
@@ -47,7 +47,10 @@ impl<K: PartialEq + Clone, V> VecMap<K, V> {
         K: core::borrow::Borrow<Q>,
         Q: PartialEq,
     {
-        self.0.iter_mut().find(|(x, _)| x.borrow() == k).map(|(_, v)| v)
+        self.0
+            .iter_mut()
+            .find(|(x, _)| x.borrow() == k)
+            .map(|(_, v)| v)
     }
 
     pub(crate) fn contains_key<Q: ?Sized>(&self, k: &Q) -> bool
@@ -413,7 +416,11 @@ impl Inner {
             Event::Welcome { client, user, .. } => {
                 let w = js_sys::Object::new();
                 js::set(&w, "client", &JsValue::from_str(&client));
-                js::set(&w, "user", &user.as_deref().map_or(JsValue::NULL, JsValue::from_str));
+                js::set(
+                    &w,
+                    "user",
+                    &user.as_deref().map_or(JsValue::NULL, JsValue::from_str),
+                );
                 let w: JsValue = w.into();
                 for (resolve, _) in core::mem::take(&mut self.connect_waiters) {
                     self.call(&resolve, w.clone());

@@ -59,7 +59,9 @@ pub(crate) fn encode_data(value: &JsValue) -> Result<Vec<u8>, JsValue> {
     let text = JSON::stringify(value)?;
     match text.as_string() {
         Some(text) => Ok(text.into_bytes()),
-        None => Err(js_sys::TypeError::new("data must be JSON-serialisable or a Uint8Array").into()),
+        None => {
+            Err(js_sys::TypeError::new("data must be JSON-serialisable or a Uint8Array").into())
+        }
     }
 }
 
@@ -117,7 +119,11 @@ pub(crate) fn error(kind: &str, code: Option<u16>, reason: &str) -> JsValue {
     e.set_name("SwitchboardError");
     let obj: &Object = e.unchecked_ref();
     set(obj, "kind", &JsValue::from_str(kind));
-    set(obj, "code", &code.map_or(JsValue::NULL, |c| JsValue::from(c)));
+    set(
+        obj,
+        "code",
+        &code.map_or(JsValue::NULL, |c| JsValue::from(c)),
+    );
     set(obj, "reason", &JsValue::from_str(reason));
     e.into()
 }

@@ -12,9 +12,9 @@ use alloc::vec::Vec;
 use core::cell::RefCell;
 
 use js_sys::{Function, Promise};
+use switchboard_core::Duration;
 use switchboard_core::client::{ClientConfig, Session, State};
 use switchboard_core::protocol::Codec;
-use switchboard_core::Duration;
 use wasm_bindgen::prelude::*;
 
 use driver::{Handle, Inner, Iter, Room, TokenIn, VecMap, Waiter, Want, now, run};
@@ -170,7 +170,10 @@ fn millis(options: &JsValue, key: &str) -> Option<Duration> {
     js::number(options, key).map(Duration::from_millis)
 }
 
-fn handler_list<'a>(map: &'a mut VecMap<String, Vec<Function>>, event: &str) -> &'a mut Vec<Function> {
+fn handler_list<'a>(
+    map: &'a mut VecMap<String, Vec<Function>>,
+    event: &str,
+) -> &'a mut Vec<Function> {
     map.entry(event.to_string(), Vec::new)
 }
 
@@ -178,7 +181,8 @@ fn handler_list<'a>(map: &'a mut VecMap<String, Vec<Function>>, event: &str) -> 
 fn promise() -> (Promise, Function, Function) {
     let mut slot = None;
     let p = Promise::new(&mut |resolve, reject| slot = Some((resolve, reject)));
-    let (resolve, reject) = slot.unwrap_or_else(|| (Function::from(JsValue::NULL), Function::from(JsValue::NULL)));
+    let (resolve, reject) =
+        slot.unwrap_or_else(|| (Function::from(JsValue::NULL), Function::from(JsValue::NULL)));
     (p, resolve, reject)
 }
 
@@ -408,7 +412,11 @@ impl Subscription {
     /// Removes `handler` from `event`.
     pub fn off(&self, event: &str, handler: &Function) {
         let mut i = self.handle.inner.borrow_mut();
-        if let Some(list) = i.rooms.get_mut(&self.room).and_then(|r| r.handlers.get_mut(event)) {
+        if let Some(list) = i
+            .rooms
+            .get_mut(&self.room)
+            .and_then(|r| r.handlers.get_mut(event))
+        {
             list.retain(|f| f != handler);
         }
     }
@@ -461,7 +469,9 @@ impl Subscription {
     ) -> Promise {
         let since = js::number(&options, "since");
         let limit = js::number(&options, "limit");
-        self.request(Want::History, |s| s.history(now(), &self.room, since, limit))
+        self.request(Want::History, |s| {
+            s.history(now(), &self.room, since, limit)
+        })
     }
 
     /// Unsubscribes: no more events; the iterators end.
@@ -535,7 +545,11 @@ impl MessageIterator {
         }
         if it.overflowed {
             it.overflowed = false;
-            let e = js::error("overflow", None, "more unread messages than the iterator's buffer");
+            let e = js::error(
+                "overflow",
+                None,
+                "more unread messages than the iterator's buffer",
+            );
             return Promise::reject(&e);
         }
         if it.done {
@@ -550,7 +564,10 @@ impl MessageIterator {
     }
 
     /// Ends the iterator (`break` in `for await`).
-    #[wasm_bindgen(js_name = "return", unchecked_return_type = "Promise<IteratorResult<Message>>")]
+    #[wasm_bindgen(
+        js_name = "return",
+        unchecked_return_type = "Promise<IteratorResult<Message>>"
+    )]
     pub fn finish(&self) -> Promise {
         let mut it = self.iter.borrow_mut();
         it.done = true;

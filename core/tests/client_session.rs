@@ -832,7 +832,10 @@ fn token_expiry_reads_the_jwt_exp_claim() {
     let token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhIiwiZXhwIjoxNzAwMDAwMDAwfQ.c2ln";
     assert_eq!(token_expiry(token), Some(Instant::from_secs(1_700_000_000)));
     // {"sub":"a"}: no exp.
-    assert_eq!(token_expiry("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln"), None);
+    assert_eq!(
+        token_expiry("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln"),
+        None
+    );
     assert_eq!(token_expiry("user:alice"), None);
     assert_eq!(token_expiry("a.!!!.b"), None);
     assert_eq!(token_expiry("a.bm90IGpzb24.b"), None);

@@ -159,7 +159,9 @@ impl Test<'_> {
 async fn load_package(page: &Client, proxy: SocketAddr, tester: &str) -> Result<()> {
     // Any page of the hub's origin will do: its 404 page is the smallest.
     let url = format!("http://{proxy}/blank");
-    page.goto(&url).await.with_context(|| format!("loading {url}"))?;
+    page.goto(&url)
+        .await
+        .with_context(|| format!("loading {url}"))?;
     js(
         page,
         r#"
@@ -277,22 +279,54 @@ pub async fn auth_ways_and_commands(t: &mut Test<'_>) -> Result<()> {
                 .await
                 .with_context(|| format!("{way} / {protocol}"))?;
             let ctx = format!("{way} / {protocol}: {got}");
-            check(got["user"] == json!(user), &ctx, "welcome.user is the token's sub")?;
-            check(got["ready"]["offset"] == json!(0), &ctx, "a new room is at 0")?;
+            check(
+                got["user"] == json!(user),
+                &ctx,
+                "welcome.user is the token's sub",
+            )?;
+            check(
+                got["ready"]["offset"] == json!(0),
+                &ctx,
+                "a new room is at 0",
+            )?;
             check(got["values"] == got["want"], &ctx, "values round-trip")?;
             let n = if protocol == "postcard" {
-                check(got["offsets"] == json!([1, 2, 3, 4, 5, 6, 7]), &ctx, "acks 1..7")?;
-                check(got["bytes"] == json!([0, 255, 1, 128]), &ctx, "bytes round-trip")?;
+                check(
+                    got["offsets"] == json!([1, 2, 3, 4, 5, 6, 7]),
+                    &ctx,
+                    "acks 1..7",
+                )?;
+                check(
+                    got["bytes"] == json!([0, 255, 1, 128]),
+                    &ctx,
+                    "bytes round-trip",
+                )?;
                 7
             } else {
-                check(got["offsets"] == json!([1, 2, 3, 4, 5, 6]), &ctx, "acks 1..6")?;
-                check(got["refused"] == json!(["server", 4000]), &ctx, "bytes refused")?;
+                check(
+                    got["offsets"] == json!([1, 2, 3, 4, 5, 6]),
+                    &ctx,
+                    "acks 1..6",
+                )?;
+                check(
+                    got["refused"] == json!(["server", 4000]),
+                    &ctx,
+                    "bytes refused",
+                )?;
                 6
             };
             check(got["from"] == json!(user), &ctx, "from.user")?;
-            check(got["members"] == json!([user]), &ctx, "presence lists the user")?;
+            check(
+                got["members"] == json!([user]),
+                &ctx,
+                "presence lists the user",
+            )?;
             check(got["joins"] == json!([user]), &ctx, "its own join")?;
-            check(got["page"] == json!([2, 3, 4]), &ctx, "history since 1, limit 3")?;
+            check(
+                got["page"] == json!([2, 3, 4]),
+                &ctx,
+                "history since 1, limit 3",
+            )?;
             check(got["latest"] == json!(n), &ctx, "history's latest offset")?;
             check(got["all"] == json!(n), &ctx, "the whole history")?;
             check(
@@ -332,8 +366,16 @@ pub async fn auth_ways_and_commands(t: &mut Test<'_>) -> Result<()> {
         {"from": "json", "bytes": false},
         {"bytes": [7, 8, 9]}
     ]);
-    check(got["atJ"] == want, &got.to_string(), "the JSON client's view")?;
-    check(got["atP"] == want, &got.to_string(), "the postcard client's view")?;
+    check(
+        got["atJ"] == want,
+        &got.to_string(),
+        "the JSON client's view",
+    )?;
+    check(
+        got["atP"] == want,
+        &got.to_string(),
+        "the postcard client's view",
+    )?;
     Ok(())
 }
 
@@ -373,13 +415,21 @@ pub async fn token_refresh(t: &mut Test<'_>) -> Result<()> {
         )
         .await
         .context("refresh before expiry")?;
-    check(got["calls"] == json!(1), &got.to_string(), "getToken called once")?;
+    check(
+        got["calls"] == json!(1),
+        &got.to_string(),
+        "getToken called once",
+    )?;
     check(
         got["states"] == json!(["connecting:null", "connected:null", "closed:null"]),
         &got.to_string(),
         "no disconnect",
     )?;
-    check(got["offset"] == json!(1), &got.to_string(), "the publish after the old exp")?;
+    check(
+        got["offset"] == json!(1),
+        &got.to_string(),
+        "the publish after the old exp",
+    )?;
 
     // 4004: getToken is slow (3 s), so the hub closes at exp first; the
     // client waits for the token and reconnects with it.
@@ -424,7 +474,11 @@ pub async fn token_refresh(t: &mut Test<'_>) -> Result<()> {
         &ctx,
         "4004, then a reconnect with the new token",
     )?;
-    check(got["recovered"] == json!([true]), &ctx, "resubscribed and recovered")?;
+    check(
+        got["recovered"] == json!([true]),
+        &ctx,
+        "resubscribed and recovered",
+    )?;
     check(got["offset"] == json!(2), &ctx, "publishes again")?;
     check(got["user"] == json!("expiring"), &ctx, "same user")?;
     Ok(())
@@ -465,12 +519,22 @@ pub async fn offline_queue(t: &mut Test<'_>) -> Result<()> {
             vec![],
         )
         .await?;
-    check(queued == json!(3), &queued.to_string(), "three wait in the queue")?;
-    t.until("the fourth is rejected", "q.results.some((r) => r[0] === 'queue_full')")
-        .await?;
+    check(
+        queued == json!(3),
+        &queued.to_string(),
+        "three wait in the queue",
+    )?;
+    t.until(
+        "the fourth is rejected",
+        "q.results.some((r) => r[0] === 'queue_full')",
+    )
+    .await?;
     t.proxy.block(false);
-    t.until("all acked", "q.results.filter((r) => r[0] === 'ok').length === 3")
-        .await?;
+    t.until(
+        "all acked",
+        "q.results.filter((r) => r[0] === 'ok').length === 3",
+    )
+    .await?;
 
     // The ack of this one is lost: the hub stores it, the page never hears.
     t.proxy.deafen();
@@ -486,8 +550,11 @@ pub async fn offline_queue(t: &mut Test<'_>) -> Result<()> {
     })
     .await?;
     t.proxy.cut();
-    t.until("n=5 acked after the reconnect", "q.results.some((r) => r[1] === 5)")
-        .await?;
+    t.until(
+        "n=5 acked after the reconnect",
+        "q.results.some((r) => r[1] === 5)",
+    )
+    .await?;
     let got = t
         .js(
             r#"
@@ -567,7 +634,11 @@ pub async fn final_close_codes(t: &mut Test<'_>) -> Result<()> {
         &ctx,
         "4001 closes",
     )?;
-    check(got["err"] == json!(["closed", 4001]), &ctx, "connect rejects with 4001")?;
+    check(
+        got["err"] == json!(["closed", 4001]),
+        &ctx,
+        "connect rejects with 4001",
+    )?;
     let closer = Closer::start().await?;
     for code in [4003u16, 4010] {
         let got = t
@@ -596,7 +667,11 @@ pub async fn final_close_codes(t: &mut Test<'_>) -> Result<()> {
             "a final code closes, with its reason",
         )?;
     }
-    check(closer.accepted() == 2, "", "no reconnect after 4003 or 4010")?;
+    check(
+        closer.accepted() == 2,
+        "",
+        "no reconnect after 4003 or 4010",
+    )?;
     Ok(())
 }
 
@@ -924,7 +999,12 @@ async fn page_view(t: &Test<'_>) -> Result<PageView> {
     Ok(PageView {
         rx: triples(&v["rx"]),
         recovered: serde_json::from_value(v["recovered"].clone())?,
-        history: v["history"].as_array().into_iter().flatten().map(triples).collect(),
+        history: v["history"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(triples)
+            .collect(),
         raw,
     })
 }
@@ -985,7 +1065,11 @@ impl PageView {
                 .collect();
             all.sort();
             all.dedup();
-            let first = if n == 0 { 1 } else { all.first().map_or(1, |m| m.0) };
+            let first = if n == 0 {
+                1
+            } else {
+                all.first().map_or(1, |m| m.0)
+            };
             if n > 0 && first != 1 {
                 bail!("epoch {epoch}: history and live messages start at {first}, not 1");
             }

@@ -38,7 +38,10 @@ fn source_hash() -> String {
     let root = root();
     let list = std::fs::read_to_string(root.join("client-wasm/package-inputs")).expect("inputs");
     let mut files = Vec::new();
-    for line in list.lines().filter(|l| !l.is_empty() && !l.starts_with('#')) {
+    for line in list
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
         let p = root.join(line);
         if p.is_dir() {
             files_under(&p, line, &mut files);
@@ -61,7 +64,10 @@ fn locked_wasm_bindgen() -> String {
     while let Some(l) = lines.next() {
         if l == "name = \"wasm-bindgen\"" {
             let v = lines.next().expect("version line");
-            return v.trim_start_matches("version = ").trim_matches('"').to_owned();
+            return v
+                .trim_start_matches("version = ")
+                .trim_matches('"')
+                .to_owned();
         }
     }
     panic!("no wasm-bindgen in Cargo.lock");
@@ -69,8 +75,9 @@ fn locked_wasm_bindgen() -> String {
 
 #[test]
 fn the_committed_package_is_built_from_the_current_sources() {
-    let recorded = std::fs::read_to_string(root().join("server/assets/switchboard-wasm/SOURCE_HASH"))
-        .expect("server/assets/switchboard-wasm/SOURCE_HASH");
+    let recorded =
+        std::fs::read_to_string(root().join("server/assets/switchboard-wasm/SOURCE_HASH"))
+            .expect("server/assets/switchboard-wasm/SOURCE_HASH");
     let want = format!("{} wasm-bindgen {}", source_hash(), locked_wasm_bindgen());
     assert_eq!(
         recorded.trim(),
@@ -83,7 +90,13 @@ fn the_committed_package_is_built_from_the_current_sources() {
 #[test]
 fn the_package_has_its_files_and_manifest() {
     let dir = root().join("server/assets/switchboard-wasm");
-    for f in ["switchboard.js", "switchboard.d.ts", "switchboard_bg.wasm", "package.json", "README.md"] {
+    for f in [
+        "switchboard.js",
+        "switchboard.d.ts",
+        "switchboard_bg.wasm",
+        "package.json",
+        "README.md",
+    ] {
         assert!(dir.join(f).is_file(), "missing {f}");
     }
     let manifest: serde_json::Value =
@@ -95,7 +108,12 @@ fn the_package_has_its_files_and_manifest() {
     let wasm = std::fs::read(dir.join("switchboard_bg.wasm")).expect("wasm");
     assert_eq!(&wasm[..4], b"\0asm", "a WebAssembly module");
     let dts = std::fs::read_to_string(dir.join("switchboard.d.ts")).expect("d.ts");
-    for name in ["class Switchboard", "class Subscription", "interface SwitchboardOptions", "[Symbol.asyncIterator]"] {
+    for name in [
+        "class Switchboard",
+        "class Subscription",
+        "interface SwitchboardOptions",
+        "[Symbol.asyncIterator]",
+    ] {
         assert!(dts.contains(name), "switchboard.d.ts lacks {name}");
     }
 }
@@ -107,16 +125,25 @@ fn the_package_has_its_files_and_manifest() {
 /// SWITCHBOARD_REQUIRE_BROWSER=1 is set.
 #[test]
 fn the_typescript_definitions_type_check_a_usage_file() {
-    let tsc = std::env::var_os("SWITCHBOARD_TSC").map(PathBuf::from).unwrap_or_else(|| {
-        let cache = std::env::var_os("SWITCHBOARD_CACHE").map(PathBuf::from).unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/switchboard")
+    let tsc = std::env::var_os("SWITCHBOARD_TSC")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let cache = std::env::var_os("SWITCHBOARD_CACHE")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                        .join(".cache/switchboard")
+                });
+            cache.join("node-tools/node_modules/.bin/tsc")
         });
-        cache.join("node-tools/node_modules/.bin/tsc")
-    });
     if !tsc.is_file() {
         let required = std::env::var_os("CI").is_some()
             || std::env::var("SWITCHBOARD_REQUIRE_BROWSER").is_ok_and(|v| v == "1");
-        assert!(!required, "no tsc at {} (scripts/build-wasm.sh --tools-only installs it)", tsc.display());
+        assert!(
+            !required,
+            "no tsc at {} (scripts/build-wasm.sh --tools-only installs it)",
+            tsc.display()
+        );
         eprintln!("SKIPPED: no tsc at {}", tsc.display());
         return;
     }

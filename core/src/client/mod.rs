@@ -875,7 +875,9 @@ impl Session {
             State::Connected => {
                 let probing = self.pending.values().any(|p| matches!(p.kind, Kind::Ping));
                 if !probing {
-                    self.request(now, None, Kind::Ping, |id| ClientFrame::Ping { id: Some(id) });
+                    self.request(now, None, Kind::Ping, |id| ClientFrame::Ping {
+                        id: Some(id),
+                    });
                 }
             }
             _ => {}
