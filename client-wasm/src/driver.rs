@@ -34,18 +34,16 @@ impl<K: PartialEq + Clone, V> VecMap<K, V> {
         VecMap(Vec::new())
     }
 
-    pub(crate) fn get<Q: ?Sized>(&self, k: &Q) -> Option<&V>
+    pub(crate) fn get<Q: ?Sized + PartialEq>(&self, k: &Q) -> Option<&V>
     where
         K: core::borrow::Borrow<Q>,
-        Q: PartialEq,
     {
         self.0.iter().find(|(x, _)| x.borrow() == k).map(|(_, v)| v)
     }
 
-    pub(crate) fn get_mut<Q: ?Sized>(&mut self, k: &Q) -> Option<&mut V>
+    pub(crate) fn get_mut<Q: ?Sized + PartialEq>(&mut self, k: &Q) -> Option<&mut V>
     where
         K: core::borrow::Borrow<Q>,
-        Q: PartialEq,
     {
         self.0
             .iter_mut()
@@ -53,10 +51,9 @@ impl<K: PartialEq + Clone, V> VecMap<K, V> {
             .map(|(_, v)| v)
     }
 
-    pub(crate) fn contains_key<Q: ?Sized>(&self, k: &Q) -> bool
+    pub(crate) fn contains_key<Q: ?Sized + PartialEq>(&self, k: &Q) -> bool
     where
         K: core::borrow::Borrow<Q>,
-        Q: PartialEq,
     {
         self.get(k).is_some()
     }
@@ -68,10 +65,9 @@ impl<K: PartialEq + Clone, V> VecMap<K, V> {
         }
     }
 
-    pub(crate) fn remove<Q: ?Sized>(&mut self, k: &Q) -> Option<V>
+    pub(crate) fn remove<Q: ?Sized + PartialEq>(&mut self, k: &Q) -> Option<V>
     where
         K: core::borrow::Borrow<Q>,
-        Q: PartialEq,
     {
         let i = self.0.iter().position(|(x, _)| x.borrow() == k)?;
         Some(self.0.remove(i).1)
@@ -158,6 +154,9 @@ pub(crate) struct Iter {
     pub(crate) overflowed: bool,
 }
 
+/// A callback the browser calls without arguments.
+type Listener = Closure<dyn FnMut()>;
+
 struct Socket {
     ws: WebSocket,
     _open: Closure<dyn FnMut()>,
@@ -176,7 +175,7 @@ pub(crate) struct Inner {
     generation: u32,
     timer: Option<(i32, Instant)>,
     timer_cb: Option<Closure<dyn FnMut()>>,
-    network: Option<(Closure<dyn FnMut()>, Closure<dyn FnMut()>)>,
+    network: Option<(Listener, Listener)>,
     pub(crate) waiting: VecMap<OpId, Waiter>,
     pub(crate) rooms: VecMap<String, Room>,
     pub(crate) handlers: VecMap<String, Vec<Function>>,

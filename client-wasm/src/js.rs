@@ -119,11 +119,7 @@ pub(crate) fn error(kind: &str, code: Option<u16>, reason: &str) -> JsValue {
     e.set_name("SwitchboardError");
     let obj: &Object = e.unchecked_ref();
     set(obj, "kind", &JsValue::from_str(kind));
-    set(
-        obj,
-        "code",
-        &code.map_or(JsValue::NULL, |c| JsValue::from(c)),
-    );
+    set(obj, "code", &code.map_or(JsValue::NULL, JsValue::from));
     set(obj, "reason", &JsValue::from_str(reason));
     e.into()
 }

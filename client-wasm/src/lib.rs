@@ -265,7 +265,6 @@ impl Switchboard {
                             Err(e) => Promise::reject(&e),
                         };
                         // Connects once the token is there.
-                        i.session.set_token(now(), None, None);
                         driver::fetch_token(&self.handle, promise, true);
                     }
                     _ => i.session.connect(now()),

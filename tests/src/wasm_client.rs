@@ -586,6 +586,40 @@ pub async fn offline_queue(t: &mut Test<'_>) -> Result<()> {
         &ctx,
         "each stored once",
     )?;
+
+    // `offline` on window probes the connection at once: over a deaf link
+    // the ping gets no pong and the connection is given up after
+    // requestTimeout (1 s) instead of at the next heartbeat (25 s).
+    t.js(
+        r#"
+        const [url] = args;
+        const sb = new SB(url, { token: T, requestTimeout: 1000, minReconnectDelay: 60000, maxReconnectDelay: 60000 });
+        window.n = { sb, states: [] };
+        sb.on("state", (s) => n.states.push(s.state));
+        await within(10000, "connect", sb.connect());
+        "#,
+        vec![json!(url)],
+    )
+    .await?;
+    t.proxy.deafen();
+    let probed = Instant::now();
+    t.js(r#"window.dispatchEvent(new Event("offline"));"#, vec![])
+        .await?;
+    t.until("offline found the dead link", "n.sb.state === 'disconnected'")
+        .await?;
+    let took = probed.elapsed();
+    check(
+        took < Duration::from_secs(5),
+        &format!("{took:?}"),
+        "the probe found it within a few seconds",
+    )?;
+    // `online` reconnects at once instead of after the 60 s backoff.
+    t.proxy.cut();
+    t.js(r#"window.dispatchEvent(new Event("online"));"#, vec![])
+        .await?;
+    t.until("online reconnected", "n.sb.state === 'connected'")
+        .await?;
+    t.js("n.sb.close();", vec![]).await?;
     Ok(())
 }
 
@@ -695,6 +729,8 @@ impl Closer {
                 tokio::spawn(async move {
                     use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
                     let mut code = 1000u16;
+                    // The error type is tungstenite's.
+                    #[allow(clippy::result_large_err)]
                     let callback = |req: &Request, mut resp: Response| {
                         code = req
                             .uri()

@@ -14,6 +14,10 @@
 //! close code), and publishes carry no idempotency key (they are never
 //! re-sent).
 //!
+//! A driver that hears the device's network come and go (a browser's
+//! `online`/`offline` events) tells [`Session::handle_network`]; one that
+//! needs a token's expiry reads it with `token_expiry` (feature `json`).
+//!
 //! **Drive it like the hub**: after every `handle_*` call or command, drain
 //! [`Session::poll_output`] until it returns `None`, then sleep until
 //! [`Session::poll_timeout`] and call [`Session::handle_timeout`].
@@ -866,11 +870,11 @@ impl Session {
     /// `request_timeout`, instead of at the next heartbeat.
     pub fn handle_network(&mut self, now: Instant, online: bool) {
         match self.state {
-            State::Disconnected if online && !self.awaiting_token => {
-                if self.reconnect_at.is_some() {
-                    self.reconnect_at = None;
-                    self.start_connect(now);
-                }
+            State::Disconnected
+                if online && !self.awaiting_token && self.reconnect_at.is_some() =>
+            {
+                self.reconnect_at = None;
+                self.start_connect(now);
             }
             State::Connected => {
                 let probing = self.pending.values().any(|p| matches!(p.kind, Kind::Ping));
