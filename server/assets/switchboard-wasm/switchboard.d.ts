@@ -262,11 +262,11 @@ export interface InitOutput {
     readonly switchboard_state: (a: number) => [number, number];
     readonly switchboard_subscribe: (a: number, b: number, c: number, d: any) => any;
     readonly switchboard_welcome: (a: number) => any;
-    readonly wasm_bindgen__convert__closures_____invoke__ha75d28fc75ac40da: (a: number, b: number, c: any, d: any) => void;
-    readonly wasm_bindgen__convert__closures_____invoke__h6474acc7654a30bc: (a: number, b: number, c: any) => void;
-    readonly wasm_bindgen__convert__closures_____invoke__h6474acc7654a30bc_23: (a: number, b: number, c: any) => void;
-    readonly wasm_bindgen__convert__closures_____invoke__hf2e1564d1d5a2276: (a: number, b: number, c: any) => void;
-    readonly wasm_bindgen__convert__closures_____invoke__h5f687e543795864d: (a: number, b: number) => void;
+    readonly wasm_bindgen_5a50adddc9ad85a5___convert__closures_____invoke___js_sys_1e139b33cb79c116___Function_fn_wasm_bindgen_5a50adddc9ad85a5___JsValue_____wasm_bindgen_5a50adddc9ad85a5___sys__Undefined___js_sys_1e139b33cb79c116___Function_fn_wasm_bindgen_5a50adddc9ad85a5___JsValue_____wasm_bindgen_5a50adddc9ad85a5___sys__Undefined_______true_: (a: number, b: number, c: any, d: any) => void;
+    readonly wasm_bindgen_5a50adddc9ad85a5___convert__closures_____invoke___wasm_bindgen_5a50adddc9ad85a5___JsValue______false_: (a: number, b: number, c: any) => void;
+    readonly wasm_bindgen_5a50adddc9ad85a5___convert__closures_____invoke___web_sys_75532d2e449bd37a___features__gen_CloseEvent__CloseEvent______false_: (a: number, b: number, c: any) => void;
+    readonly wasm_bindgen_5a50adddc9ad85a5___convert__closures_____invoke___web_sys_75532d2e449bd37a___features__gen_CloseEvent__CloseEvent______false__23: (a: number, b: number, c: any) => void;
+    readonly wasm_bindgen_5a50adddc9ad85a5___convert__closures_____invoke_______false_: (a: number, b: number) => void;
     readonly __wbindgen_malloc: (a: number, b: number) => number;
     readonly __wbindgen_realloc: (a: number, b: number, c: number, d: number) => number;
     readonly __wbindgen_free: (a: number, b: number, c: number) => void;

@@ -464,7 +464,7 @@ function __wbg_get_imports() {
                     const a = state0.a;
                     state0.a = 0;
                     try {
-                        return wasm_bindgen__convert__closures_____invoke__ha75d28fc75ac40da(a, state0.b, arg0, arg1);
+                        return wasm_bindgen_5a50adddc9ad85a5___convert__closures_____invoke___js_sys_1e139b33cb79c116___Function_fn_wasm_bindgen_5a50adddc9ad85a5___JsValue_____wasm_bindgen_5a50adddc9ad85a5___sys__Undefined___js_sys_1e139b33cb79c116___Function_fn_wasm_bindgen_5a50adddc9ad85a5___JsValue_____wasm_bindgen_5a50adddc9ad85a5___sys__Undefined_______true_(a, state0.b, arg0, arg1);
                     } finally {
                         state0.a = a;
                     }
@@ -592,23 +592,23 @@ function __wbg_get_imports() {
             return ret;
         },
         __wbindgen_generic_0000000000000001: function(arg0, arg1) {
-            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [Externref], shim_idx: 3, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__hf2e1564d1d5a2276);
+            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [Externref], shim_idx: 6, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen_5a50adddc9ad85a5___convert__closures_____invoke___wasm_bindgen_5a50adddc9ad85a5___JsValue______false_);
             return ret;
         },
         __wbindgen_generic_0000000000000002: function(arg0, arg1) {
-            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("CloseEvent")], shim_idx: 1, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h6474acc7654a30bc);
+            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("CloseEvent")], shim_idx: 7, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen_5a50adddc9ad85a5___convert__closures_____invoke___web_sys_75532d2e449bd37a___features__gen_CloseEvent__CloseEvent______false_);
             return ret;
         },
         __wbindgen_generic_0000000000000003: function(arg0, arg1) {
-            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("MessageEvent")], shim_idx: 1, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h6474acc7654a30bc_23);
+            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("MessageEvent")], shim_idx: 7, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen_5a50adddc9ad85a5___convert__closures_____invoke___web_sys_75532d2e449bd37a___features__gen_CloseEvent__CloseEvent______false__23);
             return ret;
         },
         __wbindgen_generic_0000000000000004: function(arg0, arg1) {
-            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [], shim_idx: 2, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h5f687e543795864d);
+            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [], shim_idx: 5, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen_5a50adddc9ad85a5___convert__closures_____invoke_______false_);
             return ret;
         },
         __wbindgen_generic_0000000000000005: function(arg0) {
@@ -636,24 +636,24 @@ function __wbg_get_imports() {
     };
 }
 
-function wasm_bindgen__convert__closures_____invoke__h5f687e543795864d(arg0, arg1) {
-    wasm.wasm_bindgen__convert__closures_____invoke__h5f687e543795864d(arg0, arg1);
+function wasm_bindgen_5a50adddc9ad85a5___convert__closures_____invoke_______false_(arg0, arg1) {
+    wasm.wasm_bindgen_5a50adddc9ad85a5___convert__closures_____invoke_______false_(arg0, arg1);
 }
 
-function wasm_bindgen__convert__closures_____invoke__hf2e1564d1d5a2276(arg0, arg1, arg2) {
-    wasm.wasm_bindgen__convert__closures_____invoke__hf2e1564d1d5a2276(arg0, arg1, arg2);
+function wasm_bindgen_5a50adddc9ad85a5___convert__closures_____invoke___wasm_bindgen_5a50adddc9ad85a5___JsValue______false_(arg0, arg1, arg2) {
+    wasm.wasm_bindgen_5a50adddc9ad85a5___convert__closures_____invoke___wasm_bindgen_5a50adddc9ad85a5___JsValue______false_(arg0, arg1, arg2);
 }
 
-function wasm_bindgen__convert__closures_____invoke__h6474acc7654a30bc(arg0, arg1, arg2) {
-    wasm.wasm_bindgen__convert__closures_____invoke__h6474acc7654a30bc(arg0, arg1, arg2);
+function wasm_bindgen_5a50adddc9ad85a5___convert__closures_____invoke___web_sys_75532d2e449bd37a___features__gen_CloseEvent__CloseEvent______false_(arg0, arg1, arg2) {
+    wasm.wasm_bindgen_5a50adddc9ad85a5___convert__closures_____invoke___web_sys_75532d2e449bd37a___features__gen_CloseEvent__CloseEvent______false_(arg0, arg1, arg2);
 }
 
-function wasm_bindgen__convert__closures_____invoke__h6474acc7654a30bc_23(arg0, arg1, arg2) {
-    wasm.wasm_bindgen__convert__closures_____invoke__h6474acc7654a30bc_23(arg0, arg1, arg2);
+function wasm_bindgen_5a50adddc9ad85a5___convert__closures_____invoke___web_sys_75532d2e449bd37a___features__gen_CloseEvent__CloseEvent______false__23(arg0, arg1, arg2) {
+    wasm.wasm_bindgen_5a50adddc9ad85a5___convert__closures_____invoke___web_sys_75532d2e449bd37a___features__gen_CloseEvent__CloseEvent______false__23(arg0, arg1, arg2);
 }
 
-function wasm_bindgen__convert__closures_____invoke__ha75d28fc75ac40da(arg0, arg1, arg2, arg3) {
-    wasm.wasm_bindgen__convert__closures_____invoke__ha75d28fc75ac40da(arg0, arg1, arg2, arg3);
+function wasm_bindgen_5a50adddc9ad85a5___convert__closures_____invoke___js_sys_1e139b33cb79c116___Function_fn_wasm_bindgen_5a50adddc9ad85a5___JsValue_____wasm_bindgen_5a50adddc9ad85a5___sys__Undefined___js_sys_1e139b33cb79c116___Function_fn_wasm_bindgen_5a50adddc9ad85a5___JsValue_____wasm_bindgen_5a50adddc9ad85a5___sys__Undefined_______true_(arg0, arg1, arg2, arg3) {
+    wasm.wasm_bindgen_5a50adddc9ad85a5___convert__closures_____invoke___js_sys_1e139b33cb79c116___Function_fn_wasm_bindgen_5a50adddc9ad85a5___JsValue_____wasm_bindgen_5a50adddc9ad85a5___sys__Undefined___js_sys_1e139b33cb79c116___Function_fn_wasm_bindgen_5a50adddc9ad85a5___JsValue_____wasm_bindgen_5a50adddc9ad85a5___sys__Undefined_______true_(arg0, arg1, arg2, arg3);
 }
 
 
