@@ -605,8 +605,11 @@ pub async fn offline_queue(t: &mut Test<'_>) -> Result<()> {
     let probed = Instant::now();
     t.js(r#"window.dispatchEvent(new Event("offline"));"#, vec![])
         .await?;
-    t.until("offline found the dead link", "n.sb.state === 'disconnected'")
-        .await?;
+    t.until(
+        "offline found the dead link",
+        "n.sb.state === 'disconnected'",
+    )
+    .await?;
     let took = probed.elapsed();
     check(
         took < Duration::from_secs(5),
