@@ -8,7 +8,10 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use bytes::Bytes;
 use event_listener::Event as Wakeup;
-use switchboard_core::hub::{Output, OverflowAction, PublishError, Stats};
+use futures_channel::oneshot;
+use switchboard_core::hub::{
+    Disconnect, OpId, Output, OverflowAction, PublishError, Relay, Stats, StoreResult,
+};
 use switchboard_core::protocol::CloseCode;
 use switchboard_core::storage::Growable;
 use switchboard_core::ws::{self, Event, Violation};
@@ -18,6 +21,7 @@ use crate::clock::Clock;
 use crate::outbox::{Ending, Outbox, frame};
 use crate::producer::Producers;
 use crate::runtime::Runtime;
+use crate::store::Store;
 
 /// What a connection task needs from the hub, independent of the
 /// authenticator type.
@@ -36,6 +40,18 @@ pub(crate) trait Engine: Send + Sync + 'static {
     /// Bytes held by unfinished inbound messages.
     fn inbound_bytes(&self) -> usize;
     fn publish(&self, room: &str, data: &[u8], key: Option<&str>) -> Result<u64, PublishError>;
+    /// A server-side publish answered once the store has (any hub).
+    fn publish_request(&self, room: &str, data: &[u8], key: Option<&str>) -> PublishWait;
+    /// The remote store answered operation `op`.
+    fn store_result(&self, op: OpId, result: StoreResult<'_>);
+    /// The remote store's relay delivered something.
+    fn store_relay(&self, relay: Relay<'_>);
+    /// Closes this node's connections named by `target` with 4010.
+    fn disconnect(&self, target: Disconnect<'_>) -> usize;
+    /// The remote store, if the hub has one.
+    fn store(&self) -> Option<Arc<dyn Store>>;
+    /// This node's id (the prefix of its client ids).
+    fn node_id(&self) -> String;
     fn shutdown(&self, code: CloseCode);
     fn stats(&self) -> Stats;
     fn max_queue_bytes(&self) -> usize;
@@ -51,6 +67,27 @@ struct State<A: Authenticator, R: Runtime> {
     running: HashMap<String, Vec<R::Task>>,
     scheduled: Option<Instant>,
     overflowed: Vec<ConnId>,
+    /// Server-side publishes waiting for `Output::Published`, by op id.
+    published: HashMap<u64, oneshot::Sender<Published>>,
+}
+
+/// The answer to a server-side publish: the room's epoch and the offset.
+pub(crate) type Published = Result<(String, u64), PublishError>;
+
+/// A server-side publish on its way: refused at once, or waiting for its answer.
+pub(crate) enum PublishWait {
+    Done(Published),
+    Waiting(oneshot::Receiver<Published>),
+}
+
+impl PublishWait {
+    pub(crate) async fn wait(self) -> Published {
+        match self {
+            PublishWait::Done(r) => r,
+            // A dropped sender: the hub was dropped with the request.
+            PublishWait::Waiting(rx) => rx.await.unwrap_or(Err(PublishError::Unavailable)),
+        }
+    }
 }
 
 /// The shared hub of one server process.
@@ -64,6 +101,7 @@ pub(crate) struct Shared<A: Authenticator, R: Runtime> {
     inbound: AtomicIsize,
     rt: R,
     me: Weak<Self>,
+    store: Option<Arc<dyn Store>>,
 }
 
 impl<A, R> Shared<A, R>
@@ -72,7 +110,7 @@ where
     A::Identity: Send,
     R: Runtime,
 {
-    pub(crate) fn new(hub: Hub<A, Growable>, rt: R) -> Arc<Self> {
+    pub(crate) fn new(hub: Hub<A, Growable>, rt: R, store: Option<Arc<dyn Store>>) -> Arc<Self> {
         let config = hub.config();
         let max_queue_bytes = config.max_queue_bytes;
         let limits = (config.max_frame, config.max_fragments);
@@ -84,6 +122,7 @@ where
                 running: HashMap::new(),
                 scheduled: None,
                 overflowed: Vec::new(),
+                published: HashMap::new(),
             }),
             clock: Clock::new(),
             timer: Wakeup::new(),
@@ -93,6 +132,7 @@ where
             inbound: AtomicIsize::new(0),
             rt,
             me: me.clone(),
+            store,
         })
     }
 
@@ -165,6 +205,7 @@ where
             producers,
             running,
             overflowed,
+            published,
             ..
         } = state;
         while let Some(output) = hub.poll_output() {
@@ -220,6 +261,9 @@ where
                     }
                 }
                 Output::RoomOccupied { room } => {
+                    if let Some(store) = &self.store {
+                        store.listen(room);
+                    }
                     let Some(me) = self.me.upgrade() else {
                         continue;
                     };
@@ -231,11 +275,20 @@ where
                 Output::RoomVacant { room } => {
                     // Dropping the tasks cancels them.
                     running.remove(room);
+                    if let Some(store) = &self.store {
+                        store.unlisten(room);
+                    }
                 }
-                // This engine's hub keeps its store in memory and publishes
-                // with `Hub::publish_keyed`: neither is ever emitted.
-                Output::Store(_) | Output::Published { .. } => {
-                    debug_assert!(false, "remote-store output from an in-memory hub");
+                Output::Store(op) => match &self.store {
+                    Some(store) => store.request(self.clock.now(), op),
+                    None => debug_assert!(false, "remote-store output without a store"),
+                },
+                Output::Published { op, result, .. } => {
+                    if let Some(tx) = published.remove(&op.get()) {
+                        let answer = result.map(|a| (a.epoch.to_owned(), a.offset));
+                        // The publisher may have stopped waiting.
+                        let _gone = tx.send(answer);
+                    }
                 }
             }
         }
@@ -329,6 +382,42 @@ where
         let mut result = Ok(0);
         self.step(|hub, now| result = hub.publish_keyed(now, room, data, key));
         result
+    }
+
+    fn publish_request(&self, room: &str, data: &[u8], key: Option<&str>) -> PublishWait {
+        let now = self.clock.now();
+        let mut state = self.lock();
+        match state.hub.publish_request(now, room, data, key) {
+            Ok(op) => {
+                let (tx, rx) = oneshot::channel();
+                state.published.insert(op.get(), tx);
+                self.drain(&mut state, now);
+                PublishWait::Waiting(rx)
+            }
+            Err(e) => PublishWait::Done(Err(e)),
+        }
+    }
+
+    fn store_result(&self, op: OpId, result: StoreResult<'_>) {
+        self.step(|hub, now| hub.handle_store(now, op, result));
+    }
+
+    fn store_relay(&self, relay: Relay<'_>) {
+        self.step(|hub, now| hub.handle_relay(now, relay));
+    }
+
+    fn disconnect(&self, target: Disconnect<'_>) -> usize {
+        let mut closed = 0;
+        self.step(|hub, _| closed = hub.disconnect(target));
+        closed
+    }
+
+    fn store(&self) -> Option<Arc<dyn Store>> {
+        self.store.clone()
+    }
+
+    fn node_id(&self) -> String {
+        self.lock().hub.node_id().to_owned()
     }
 
     fn shutdown(&self, code: CloseCode) {

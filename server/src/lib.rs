@@ -11,6 +11,9 @@ mod outbox;
 mod producer;
 mod runtime;
 mod server;
+mod store;
+#[cfg(feature = "cli")]
+mod workers;
 
 #[cfg(feature = "cli")]
 pub mod cli;
@@ -42,7 +45,8 @@ mod allocator {
 pub use clock::Clock;
 pub use producer::RoomContext;
 pub use runtime::{Runtime, timeout};
-pub use server::{CHAT_PAGE, HubHandle, Server, ServerBuilder, ServerError};
+pub use server::{CHAT_PAGE, HubHandle, Published, Server, ServerBuilder, ServerError};
+pub use store::{OwnedDisconnect, Store, StoreLink};
 pub use switchboard_core as core;
 
 /// The fixed parts of one connection's memory on runtime `R`, in bytes,
@@ -138,7 +142,7 @@ pub fn measure_lock<R: Runtime>(
         config, NoTokens, 7,
     )
     .expect("config");
-    let engine = engine::Shared::new(hub, rt);
+    let engine = engine::Shared::new(hub, rt, None);
     let mut outboxes = Vec::new();
     for _ in 0..subscribers {
         use engine::Engine as _;
