@@ -7,6 +7,7 @@
 
 pub mod browser;
 pub mod cli;
+pub mod redis;
 
 use std::future::Future;
 use std::net::SocketAddr;

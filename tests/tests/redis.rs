@@ -1,0 +1,389 @@
+//! Several nodes as one hub through a real Redis (PROTOCOL.md §8): each test
+//! starts its own `redis-server` on a free port and two in-process tokio
+//! nodes with the Redis store, and talks to them through real sockets.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use switchboard_core::auth::JwtAuthenticator;
+use switchboard_core::{Config, NamespaceConfig};
+use switchboard_tests::redis::RedisServer;
+use switchboard_tests::{
+    Raw, SECRET, WAIT, Ws, close_code, connect_query, next_json, raw_connect, send_json,
+    user_token, wire,
+};
+use switchboard_tokio::redis::{RedisOptions, RedisStore};
+use switchboard_tokio::{OwnedDisconnect, Server, ServerBuilder};
+
+fn config() -> Config {
+    let mut c = Config {
+        allow_anonymous: true,
+        ..Config::default()
+    };
+    c.default_namespace = NamespaceConfig {
+        history_size: 100,
+        history_ttl_secs: 600,
+        presence: true,
+        ..NamespaceConfig::default()
+    };
+    c
+}
+
+async fn node_with(redis: &str, config: Config) -> Server {
+    let store = RedisStore::connect(RedisOptions::new(redis, &config))
+        .await
+        .expect("redis store");
+    ServerBuilder::new(config)
+        .authenticator(JwtAuthenticator::hs256(SECRET).expect("key"))
+        .store(Arc::new(store))
+        .bind("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("bind")
+}
+
+async fn node(redis: &RedisServer) -> Server {
+    node_with(&redis.url(), config()).await
+}
+
+/// An anonymous client; returns it with its client id.
+async fn client(server: &Server) -> (Ws, String) {
+    let mut ws = raw_connect(&server.ws_url(), Raw::default())
+        .await
+        .expect("upgrade");
+    let welcome = next_json(&mut ws).await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    let id = welcome["client"].as_str().expect("client id").to_owned();
+    (ws, id)
+}
+
+/// Subscribes and returns the `subscribed` reply.
+async fn subscribe(ws: &mut Ws, room: &str, extra: Value) -> Value {
+    let mut frame = json!({"type": "subscribe", "room": room, "id": 1});
+    if let (Some(f), Some(e)) = (frame.as_object_mut(), extra.as_object()) {
+        f.extend(e.clone());
+    }
+    send_json(ws, frame).await;
+    let reply = next_json(ws).await;
+    assert_eq!(reply["type"], "subscribed", "{reply}");
+    reply
+}
+
+/// Publishes with `id` and returns the reply (ack or error).
+async fn publish(ws: &mut Ws, room: &str, data: Value, id: u64, key: Option<&str>) -> Value {
+    let mut frame = json!({"type": "publish", "room": room, "data": data, "id": id});
+    if let Some(k) = key {
+        frame["key"] = json!(k);
+    }
+    send_json(ws, frame).await;
+    next_of(ws, &["ack", "error"]).await
+}
+
+/// The next frame of one of `types` (others skipped).
+async fn next_of(ws: &mut Ws, types: &[&str]) -> Value {
+    loop {
+        let v = next_json(ws).await;
+        if types.iter().any(|t| v["type"] == *t) {
+            return v;
+        }
+    }
+}
+
+async fn healthz(server: &Server) -> u16 {
+    wire::http(server.local_addr(), "GET", "/healthz").await.0
+}
+
+/// Waits (bounded) until `/healthz` answers `status`.
+async fn healthz_becomes(server: &Server, status: u16) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while healthz(server).await != status {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/healthz never answered {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_publish_on_one_node_reaches_the_others_in_order() {
+    let redis = RedisServer::start();
+    let (a, b, c) = (node(&redis).await, node(&redis).await, node(&redis).await);
+    let (mut pa, ida) = client(&a).await;
+    let (mut sb, idb) = client(&b).await;
+    let (mut sc, _) = client(&c).await;
+    assert_ne!(
+        ida.split('-').next(),
+        idb.split('-').next(),
+        "node ids differ"
+    );
+    let epoch = subscribe(&mut sb, "chat:r", json!({})).await["epoch"].clone();
+    assert_eq!(
+        subscribe(&mut sc, "chat:r", json!({})).await["epoch"],
+        epoch
+    );
+    for i in 1..=20u64 {
+        let ack = publish(&mut pa, "chat:r", json!(i), i, None).await;
+        assert_eq!(ack["offset"], i, "{ack}");
+    }
+    for ws in [&mut sb, &mut sc] {
+        for i in 1..=20u64 {
+            let m = next_of(ws, &["message"]).await;
+            assert_eq!((m["offset"].as_u64(), m["data"].as_u64()), (Some(i), Some(i)));
+            assert_eq!(m["epoch"], epoch);
+            assert_eq!(m["from"]["client"], ida.as_str());
+        }
+    }
+    // Server-side publish from a node without a local subscriber.
+    let p = a
+        .handle()
+        .publish_async("chat:r", b"21", None)
+        .await
+        .expect("server publish");
+    assert_eq!(p.offset, 21);
+    let m = next_of(&mut sb, &["message"]).await;
+    assert_eq!((m["offset"].as_u64(), m["from"].is_null()), (Some(21), true));
+    // The synchronous publish cannot wait for Redis: it says so.
+    assert!(a.handle().publish("chat:r", b"1").is_err());
+}
+
+#[tokio::test]
+async fn recovery_and_history_on_another_node() {
+    let redis = RedisServer::start();
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let (mut p, _) = client(&a).await;
+    let (mut s, _) = client(&a).await;
+    let epoch = subscribe(&mut s, "chat:h", json!({})).await["epoch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for i in 1..=3u64 {
+        publish(&mut p, "chat:h", json!(i), i, None).await;
+        assert_eq!(next_of(&mut s, &["message"]).await["offset"], i);
+    }
+    drop(s);
+    for i in 4..=6u64 {
+        publish(&mut p, "chat:h", json!(i), i, None).await;
+    }
+    // Back, on the other node, from offset 3.
+    let (mut s, _) = client(&b).await;
+    let reply = subscribe(
+        &mut s,
+        "chat:h",
+        json!({"recover": {"epoch": epoch, "offset": 3}}),
+    )
+    .await;
+    assert_eq!(reply["recovered"], true, "{reply}");
+    let offsets: Vec<u64> = reply["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["offset"].as_u64().unwrap())
+        .collect();
+    assert_eq!(offsets, vec![4, 5, 6]);
+    assert_eq!(reply["offset"], 6);
+    // Live messages follow without a gap or a duplicate.
+    publish(&mut p, "chat:h", json!(7), 7, None).await;
+    assert_eq!(next_of(&mut s, &["message"]).await["offset"], 7);
+    send_json(
+        &mut s,
+        json!({"type": "history", "room": "chat:h", "id": 9, "since": 2, "limit": 3}),
+    )
+    .await;
+    let h = next_of(&mut s, &["history"]).await;
+    let offsets: Vec<u64> = h["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["offset"].as_u64().unwrap())
+        .collect();
+    assert_eq!(offsets, vec![3, 4, 5], "{h}");
+    assert_eq!((h["offset"].as_u64(), h["epoch"].as_str()), (Some(7), Some(&*epoch)));
+}
+
+#[tokio::test]
+async fn presence_crosses_nodes() {
+    let redis = RedisServer::start();
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let (mut wa, ida) = client(&a).await;
+    subscribe(&mut wa, "chat:p", json!({"presence": true})).await;
+    assert_eq!(next_of(&mut wa, &["join"]).await["member"]["client"], ida.as_str());
+    let (mut wb, idb) = client(&b).await;
+    subscribe(&mut wb, "chat:p", json!({"presence": true})).await;
+    let join = next_of(&mut wa, &["join"]).await;
+    assert_eq!(join["member"]["client"], idb.as_str(), "{join}");
+    send_json(&mut wa, json!({"type": "presence", "room": "chat:p", "id": 3})).await;
+    let p = next_of(&mut wa, &["presence"]).await;
+    let mut members: Vec<&str> = p["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["client"].as_str().unwrap())
+        .collect();
+    members.sort_unstable();
+    let mut want = vec![ida.as_str(), idb.as_str()];
+    want.sort_unstable();
+    assert_eq!(members, want);
+    drop(wb);
+    let leave = next_of(&mut wa, &["leave"]).await;
+    assert_eq!(leave["member"]["client"], idb.as_str(), "{leave}");
+}
+
+#[tokio::test]
+async fn an_idempotency_key_holds_across_nodes() {
+    let redis = RedisServer::start();
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let (mut s, _) = client(&b).await;
+    subscribe(&mut s, "chat:k", json!({})).await;
+    let (mut pa, _) = client(&a).await;
+    let (mut pb, _) = client(&b).await;
+    let first = publish(&mut pa, "chat:k", json!("x"), 1, Some("k-1")).await;
+    let again = publish(&mut pb, "chat:k", json!("x"), 2, Some("k-1")).await;
+    assert_eq!(first["type"], "ack");
+    assert_eq!(first["offset"], again["offset"], "{first} {again}");
+    let other = publish(&mut pb, "chat:k", json!("y"), 3, Some("k-2")).await;
+    assert_eq!(other["offset"], 2);
+    // One delivery of the first, then the other.
+    assert_eq!(next_of(&mut s, &["message"]).await["offset"], 1);
+    assert_eq!(next_of(&mut s, &["message"]).await["offset"], 2);
+}
+
+#[tokio::test]
+async fn a_control_message_disconnects_on_another_node() {
+    let redis = RedisServer::start();
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let token = user_token("mallory");
+    let mut m1 = connect_query(&b.ws_url(), &format!("token={token}")).await;
+    assert_eq!(next_json(&mut m1).await["type"], "welcome");
+    let (mut other, other_id) = client(&b).await;
+    let (mut bystander, _) = client(&b).await;
+    // Wait until B's control subscription is certainly live: a round trip
+    // through Redis on B's pub/sub connection.
+    subscribe(&mut bystander, "chat:c", json!({})).await;
+    assert_eq!(a.handle().disconnect(OwnedDisconnect::User("mallory".into())), 0);
+    assert_eq!(close_code(&mut m1).await, Some(4010));
+    assert_eq!(
+        a.handle().disconnect(OwnedDisconnect::Client(other_id.clone())),
+        0
+    );
+    assert_eq!(close_code(&mut other).await, Some(4010));
+    send_json(&mut bystander, json!({"type": "ping", "id": 5})).await;
+    assert_eq!(next_of(&mut bystander, &["pong"]).await["id"], 5);
+}
+
+#[tokio::test]
+async fn redis_killed_then_back_with_its_data() {
+    let mut redis = RedisServer::persistent();
+    let mut cfg = config();
+    cfg.store_timeout = switchboard_core::Duration::from_secs(1);
+    let (a, b) = (
+        node_with(&redis.url(), cfg.clone()).await,
+        node_with(&redis.url(), cfg).await,
+    );
+    let (mut p, _) = client(&a).await;
+    let (mut s, _) = client(&b).await;
+    let epoch = subscribe(&mut s, "chat:f", json!({})).await["epoch"].clone();
+    publish(&mut p, "chat:f", json!(1), 1, None).await;
+    assert_eq!(next_of(&mut s, &["message"]).await["offset"], 1);
+    assert_eq!(healthz(&a).await, 200);
+
+    redis.kill();
+    let started = std::time::Instant::now();
+    let reply = publish(&mut p, "chat:f", json!("lost"), 2, None).await;
+    assert_eq!((reply["type"].as_str(), reply["code"].as_u64()), (Some("error"), Some(4013)));
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    healthz_becomes(&a, 503).await;
+    let reply = publish(&mut p, "chat:f", json!("lost"), 3, None).await;
+    assert_eq!(reply["code"], 4013, "{reply}");
+
+    redis.restart();
+    healthz_becomes(&a, 200).await;
+    healthz_becomes(&b, 200).await;
+    // Both nodes resubscribed: a new publish reaches B, with the next
+    // offset of the kept stream and the same epoch; nothing of the refused
+    // ones was stored.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let ack = loop {
+        let r = publish(&mut p, "chat:f", json!(2), 4, None).await;
+        if r["type"] == "ack" {
+            break r;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{r}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(ack["offset"], 2, "{ack}");
+    let m = next_of(&mut s, &["message"]).await;
+    assert_eq!((m["offset"].as_u64(), &m["epoch"]), (Some(2), &epoch), "{m}");
+    assert_eq!(m["data"], 2);
+}
+
+#[tokio::test]
+async fn redis_restarted_empty_gives_a_new_epoch() {
+    let mut redis = RedisServer::start();
+    let a = node(&redis).await;
+    let (mut p, _) = client(&a).await;
+    let (mut s, _) = client(&a).await;
+    let epoch = subscribe(&mut s, "chat:e", json!({})).await["epoch"].clone();
+    publish(&mut p, "chat:e", json!(1), 1, None).await;
+    assert_eq!(next_of(&mut s, &["message"]).await["offset"], 1);
+    redis.restart();
+    healthz_becomes(&a, 200).await;
+    let (mut s2, _) = client(&a).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let reply = loop {
+        send_json(
+            &mut s2,
+            json!({"type": "subscribe", "room": "chat:e", "id": 1,
+                   "recover": {"epoch": epoch, "offset": 1}}),
+        )
+        .await;
+        let r = next_of(&mut s2, &["subscribed", "error"]).await;
+        if r["type"] == "subscribed" {
+            break r;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{r}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(reply["recovered"], false, "{reply}");
+    assert_ne!(reply["epoch"], epoch, "{reply}");
+    assert_eq!(reply["offset"], 0);
+}
+
+#[tokio::test]
+async fn a_stalled_redis_fails_publishes_in_bounded_time() {
+    let redis = RedisServer::start();
+    let mut cfg = config();
+    cfg.store_timeout = switchboard_core::Duration::from_secs(1);
+    let a = node_with(&redis.url(), cfg).await;
+    let (mut p, _) = client(&a).await;
+    let (mut s, _) = client(&a).await;
+    subscribe(&mut s, "chat:s", json!({})).await;
+    assert_eq!(publish(&mut p, "chat:s", json!(1), 1, None).await["offset"], 1);
+    assert_eq!(next_of(&mut s, &["message"]).await["offset"], 1);
+
+    redis.pause();
+    let started = std::time::Instant::now();
+    let reply = publish(&mut p, "chat:s", json!(2), 2, None).await;
+    assert_eq!(reply["code"], 4013, "{reply}");
+    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+    // The node itself keeps answering.
+    send_json(&mut s, json!({"type": "ping", "id": 7})).await;
+    assert_eq!(next_of(&mut s, &["pong"]).await["id"], 7);
+    healthz_becomes(&a, 503).await;
+
+    redis.resume();
+    healthz_becomes(&a, 200).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let ack = loop {
+        let r = publish(&mut p, "chat:s", json!(3), 3, None).await;
+        if r["type"] == "ack" {
+            break r;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{r}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // The refused publish was never stored: the next offset is 2.
+    assert_eq!(ack["offset"], 2, "{ack}");
+    let m = next_of(&mut s, &["message"]).await;
+    assert_eq!((m["offset"].as_u64(), m["data"].as_u64()), (Some(2), Some(3)));
+}
