@@ -387,3 +387,59 @@ async fn a_stalled_redis_fails_publishes_in_bounded_time() {
     let m = next_of(&mut s, &["message"]).await;
     assert_eq!((m["offset"].as_u64(), m["data"].as_u64()), (Some(2), Some(3)));
 }
+
+#[tokio::test]
+async fn a_redis_cluster_of_three_masters_serves_the_same_hub() {
+    let cluster = switchboard_tests::redis::RedisCluster::start();
+    let seeds: Vec<String> = cluster
+        .urls()
+        .iter()
+        .map(|u| u.trim_start_matches("redis://").to_owned())
+        .collect();
+    let url = format!("redis+cluster://{}", seeds.join(","));
+    let (a, b) = (
+        node_with(&url, config()).await,
+        node_with(&url, config()).await,
+    );
+    let (mut p, ida) = client(&a).await;
+    // Rooms spread over the shards (their hash tags differ).
+    let rooms = ["chat:c1", "chat:c2", "chat:c3", "chat:c4", "chat:c5", "chat:c6"];
+    let (mut s, _) = client(&b).await;
+    let mut epochs = Vec::new();
+    for room in rooms {
+        epochs.push(subscribe(&mut s, room, json!({})).await["epoch"].clone());
+    }
+    for i in 1..=3u64 {
+        for room in rooms {
+            let ack = publish(&mut p, room, json!(i), i, None).await;
+            assert_eq!(ack["offset"], i, "{room} {ack}");
+        }
+    }
+    for i in 1..=3u64 {
+        for room in rooms {
+            let m = next_of(&mut s, &["message"]).await;
+            assert_eq!((m["room"].as_str(), m["offset"].as_u64()), (Some(room), Some(i)));
+        }
+    }
+    // Recovery on the other node.
+    drop(s);
+    for room in rooms {
+        publish(&mut p, room, json!(4), 4, None).await;
+    }
+    let (mut s, _) = client(&a).await;
+    for (room, epoch) in rooms.iter().zip(&epochs) {
+        let r = subscribe(&mut s, room, json!({"recover": {"epoch": epoch, "offset": 3}})).await;
+        assert_eq!(r["recovered"], true, "{r}");
+        assert_eq!(r["messages"][0]["offset"], 4, "{r}");
+    }
+    // Presence across nodes.
+    let (mut w, _) = client(&b).await;
+    subscribe(&mut w, "chat:c1", json!({"presence": true})).await;
+    next_of(&mut w, &["join"]).await;
+    let (mut m, idm) = client(&a).await;
+    subscribe(&mut m, "chat:c1", json!({"presence": true})).await;
+    assert_eq!(next_of(&mut w, &["join"]).await["member"]["client"], idm.as_str());
+    drop(m);
+    assert_eq!(next_of(&mut w, &["leave"]).await["member"]["client"], idm.as_str());
+    assert_ne!(ida, idm);
+}

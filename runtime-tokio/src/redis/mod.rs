@@ -54,8 +54,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures_util::StreamExt as _;
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
-use ::redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
-use ::redis::{AsyncConnectionConfig, Client, Script, Value};
+use ::redis::aio::{ConnectionLike, MultiplexedConnection, PubSubSink, PubSubStream};
+use ::redis::cluster::ClusterClientBuilder;
+use ::redis::cluster_async::ClusterConnection;
+use ::redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, PushInfo, PushKind, RedisFuture};
+use ::redis::{Script, Value};
 use switchboard_core::hub::{OpId, Relay, StoreOp, StoreResult, StoredMessage};
 use switchboard_core::protocol::Member;
 use switchboard_core::{Config, Instant};
@@ -131,15 +134,93 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
+/// Where the store connects: one Redis, or the seed nodes of a cluster.
+enum Target {
+    Single(Client),
+    Cluster(Vec<String>),
+}
+
+/// A command connection of either kind.
+#[derive(Clone)]
+enum Conn {
+    Single(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// Subscribes and unsubscribes: the pub/sub connection of one Redis, or the
+/// cluster connection (sharded pub/sub on the room's shard, RESP3 pushes).
+#[derive(Clone)]
+enum Subscriber {
+    Single(PubSubSink),
+    Cluster(ClusterConnection),
+}
+
+impl Subscriber {
+    async fn room(&mut self, channel: String, on: bool) -> ::redis::RedisResult<()> {
+        match (self, on) {
+            (Subscriber::Single(s), true) => s.subscribe(channel).await,
+            (Subscriber::Single(s), false) => s.unsubscribe(channel).await,
+            (Subscriber::Cluster(c), true) => c.ssubscribe(channel).await,
+            (Subscriber::Cluster(c), false) => c.sunsubscribe(channel).await,
+        }
+    }
+
+    async fn control(&mut self, channel: String) -> ::redis::RedisResult<()> {
+        match self {
+            Subscriber::Single(s) => s.subscribe(channel).await,
+            Subscriber::Cluster(c) => c.subscribe(channel).await,
+        }
+    }
+}
+
+/// What the subscriptions deliver.
+enum Incoming {
+    Single(PubSubStream),
+    Cluster(mpsc::UnboundedReceiver<PushInfo>),
+}
+
+/// One connection set: commands, subscriptions, deliveries.
+type Opened = (Conn, Subscriber, Incoming);
+
 struct Inner {
-    client: Client,
+    target: Target,
+    /// `PUBLISH`, or `SPUBLISH` on a cluster.
+    publish_cmd: &'static str,
     options: RedisOptions,
     node: String,
     link: OnceLock<StoreLink>,
-    conn: Mutex<Option<MultiplexedConnection>>,
-    sink: Mutex<Option<PubSubSink>>,
-    /// The first pub/sub stream, made by `connect`, for the supervisor.
-    first: Mutex<Option<(MultiplexedConnection, PubSubSink, PubSubStream)>>,
+    conn: Mutex<Option<Conn>>,
+    sink: Mutex<Option<Subscriber>>,
+    /// The first connections, made by `connect`, for the supervisor.
+    first: Mutex<Option<Opened>>,
     /// Rooms with local subscribers (their channels are subscribed).
     rooms: Mutex<HashSet<String>>,
     /// This node's presence members: room → client → record.
@@ -212,7 +293,6 @@ enum Job {
     },
 }
 
-const PUBLISH_CMD: &str = "PUBLISH";
 const CTL_ALL: &str = "sb:ctl";
 /// How long the meta of a room (epoch, offset) outlives its last publish
 /// at least: an idle room keeps its epoch for a day.
@@ -276,13 +356,22 @@ fn is_connection_error(e: &::redis::RedisError) -> bool {
 }
 
 impl RedisStore {
-    /// Connects to Redis at `options.url`, takes a node id (`INCR sb:nodes`,
+    /// Connects to Redis at `options.url` (`redis://[:PASSWORD@]HOST:PORT[/DB]`),
+    /// or to a Redis Cluster with `redis+cluster://[:PASSWORD@]HOST:PORT[,HOST:PORT...]`
+    /// (seed nodes; the cluster's other nodes are discovered). Takes a node id (`INCR sb:nodes`,
     /// in base 36, with random characters after it so that a Redis whose
     /// data was wiped does not hand out an id in use again), and opens the
     /// pub/sub connection. Fails when Redis cannot be reached now.
     pub async fn connect(options: RedisOptions) -> Result<Self, RedisError> {
-        let client = Client::open(options.url.as_str())?;
-        let (conn, sink, stream) = open(&client, &options).await?;
+        let target = match cluster_seeds(&options.url) {
+            Some(seeds) => Target::Cluster(seeds),
+            None => Target::Single(Client::open(options.url.as_str())?),
+        };
+        let publish_cmd = match target {
+            Target::Single(_) => "PUBLISH",
+            Target::Cluster(_) => "SPUBLISH",
+        };
+        let (conn, sink, stream) = open(&target, &options).await?;
         let mut c = conn.clone();
         let n: u64 = within(
             options.timeout,
@@ -296,7 +385,8 @@ impl RedisStore {
         node.truncate(8);
         let (jobs, jobs_rx) = mpsc::unbounded_channel();
         let inner = Inner {
-            client,
+            target,
+            publish_cmd,
             options,
             node,
             link: OnceLock::new(),
@@ -351,25 +441,59 @@ impl RedisStore {
     }
 }
 
-/// Opens the command connection and the pub/sub connection, each bounded
-/// by the timeout, and subscribes to the control channels of `node` (when
-/// known) and of everyone.
-async fn open(
-    client: &Client,
-    options: &RedisOptions,
-) -> Result<(MultiplexedConnection, PubSubSink, PubSubStream), RedisError> {
-    let config = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(options.timeout))
-        .set_response_timeout(Some(options.timeout));
-    let conn = within(
-        options.timeout,
-        client.get_multiplexed_async_connection_with_config(&config),
+/// The seed URLs of `redis+cluster://[AUTH@]HOST:PORT[,HOST:PORT...]`, each
+/// as `redis://[AUTH@]HOST:PORT`; `None` for another scheme.
+fn cluster_seeds(url: &str) -> Option<Vec<String>> {
+    let rest = url.strip_prefix("redis+cluster://")?;
+    let (auth, hosts) = match rest.rsplit_once('@') {
+        Some((auth, hosts)) => (format!("{auth}@"), hosts),
+        None => (String::new(), rest),
+    };
+    let hosts = hosts.trim_end_matches('/');
+    Some(
+        hosts
+            .split(',')
+            .filter(|h| !h.is_empty())
+            .map(|h| format!("redis://{auth}{h}"))
+            .collect(),
     )
-    .await?;
-    let pubsub = within(options.timeout, client.get_async_pubsub()).await?;
-    let (mut sink, stream) = pubsub.split();
-    within(options.timeout, sink.subscribe(CTL_ALL)).await?;
-    Ok((conn, sink, stream))
+}
+
+/// Opens the command connection and the subscriptions (one Redis: a
+/// multiplexed connection and a pub/sub connection; a cluster: one cluster
+/// connection speaking RESP3, whose pushes carry the messages), each bounded
+/// by the timeout, and subscribes to the control channel of every node.
+async fn open(target: &Target, options: &RedisOptions) -> Result<Opened, RedisError> {
+    match target {
+        Target::Single(client) => {
+            let config = AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(options.timeout))
+                .set_response_timeout(Some(options.timeout));
+            let conn = within(
+                options.timeout,
+                client.get_multiplexed_async_connection_with_config(&config),
+            )
+            .await?;
+            let pubsub = within(options.timeout, client.get_async_pubsub()).await?;
+            let (sink, stream) = pubsub.split();
+            let mut sink = Subscriber::Single(sink);
+            within(options.timeout, sink.control(CTL_ALL.to_owned())).await?;
+            Ok((Conn::Single(conn), sink, Incoming::Single(stream)))
+        }
+        Target::Cluster(seeds) => {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let client = ClusterClientBuilder::new(seeds.clone())
+                .use_protocol(::redis::ProtocolVersion::RESP3)
+                .connection_timeout(options.timeout)
+                .response_timeout(options.timeout)
+                .push_sender(tx)
+                .build()?;
+            let conn = within(options.timeout, client.get_async_connection()).await?;
+            let mut sink = Subscriber::Cluster(conn.clone());
+            within(options.timeout, sink.control(CTL_ALL.to_owned())).await?;
+            Ok((Conn::Cluster(conn), sink, Incoming::Cluster(rx)))
+        }
+    }
 }
 
 async fn within<T>(
@@ -557,7 +681,7 @@ impl Inner {
         self.link.get()
     }
 
-    fn connection(&self) -> Option<MultiplexedConnection> {
+    fn connection(&self) -> Option<Conn> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
@@ -624,7 +748,7 @@ impl Inner {
                     .arg(history_size)
                     .arg(history_ttl_ms)
                     .arg(window_secs)
-                    .arg(PUBLISH_CMD)
+                    .arg(self.publish_cmd)
                     .arg(meta_ttl);
                 let r: Result<Value, _> = within(wait, inv.invoke_async(&mut conn)).await;
                 let us = self.measured(started);
@@ -744,7 +868,7 @@ impl Inner {
                     .arg(&client)
                     .arg(&record)
                     .arg(self.options.presence_ttl.as_millis() as u64)
-                    .arg(PUBLISH_CMD);
+                    .arg(self.publish_cmd);
                 let r: Result<i64, _> = within(timeout, inv.invoke_async(&mut conn)).await;
                 if let Err(e) = r {
                     self.failed("join", &e);
@@ -757,7 +881,7 @@ impl Inner {
                     .key(members_key(&room))
                     .key(channel(&room))
                     .arg(&client)
-                    .arg(PUBLISH_CMD);
+                    .arg(self.publish_cmd);
                 let r: Result<i64, _> = within(timeout, inv.invoke_async(&mut conn)).await;
                 if let Err(e) = r {
                     self.failed("leave", &e);
@@ -802,7 +926,7 @@ impl Inner {
         let sink = self.sink.lock().unwrap_or_else(|e| e.into_inner()).clone();
         // While down, the supervisor subscribes to it on reconnection.
         if let (true, Some(mut sink)) = (fresh, sink) {
-            let r = within(self.options.timeout, sink.subscribe(channel(&room))).await;
+            let r = within(self.options.timeout, sink.room(channel(&room), true)).await;
             if let Err(e) = r {
                 self.failed("subscribe", &e);
             }
@@ -817,7 +941,7 @@ impl Inner {
             .remove(&room);
         let sink = self.sink.lock().unwrap_or_else(|e| e.into_inner()).clone();
         if let (true, Some(mut sink)) = (was, sink) {
-            let r = within(self.options.timeout, sink.unsubscribe(channel(&room))).await;
+            let r = within(self.options.timeout, sink.room(channel(&room), false)).await;
             if let Err(e) = r {
                 self.failed("unsubscribe", &e);
             }
@@ -961,7 +1085,7 @@ async fn supervise(inner: Arc<Inner>) {
     loop {
         let opened = match next.take() {
             Some(r) => r,
-            None => open(&inner.client, &inner.options).await,
+            None => open(&inner.target, &inner.options).await,
         };
         let (conn, mut sink, stream) = match opened {
             Ok(c) => c,
@@ -973,7 +1097,7 @@ async fn supervise(inner: Arc<Inner>) {
             }
         };
         let resubscribed = async {
-            sink.subscribe(format!("{CTL_ALL}:{}", inner.node)).await?;
+            sink.control(format!("{CTL_ALL}:{}", inner.node)).await?;
             let rooms: Vec<String> = inner
                 .rooms
                 .lock()
@@ -982,7 +1106,7 @@ async fn supervise(inner: Arc<Inner>) {
                 .cloned()
                 .collect();
             for room in &rooms {
-                sink.subscribe(channel(room)).await?;
+                sink.room(channel(room), true).await?;
             }
             Ok::<usize, ::redis::RedisError>(rooms.len())
         };
@@ -1008,6 +1132,8 @@ async fn supervise(inner: Arc<Inner>) {
         }
         let mut reader = tokio::spawn(read_relay(inner.clone(), link.clone(), stream));
         let mut ping_conn = conn;
+        let cluster = matches!(ping_conn, Conn::Cluster(_));
+        let mut lost = false;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(inner.options.ping_interval) => {}
@@ -1027,10 +1153,27 @@ async fn supervise(inner: Arc<Inner>) {
                     let us = inner.measured(started);
                     inner.last_ping_micros.store(us, Ordering::Relaxed);
                     tracing::trace!(roundtrip_us = us, "redis ping");
+                    if lost {
+                        // A cluster connection reconnects to its nodes and
+                        // subscribes again by itself.
+                        lost = false;
+                        inner.up.store(true, Ordering::Relaxed);
+                        let n = inner.reconnects.fetch_add(1, Ordering::Relaxed) + 1;
+                        tracing::info!(reconnects = n, "redis cluster back");
+                        link.relay(Relay::StoreUp);
+                    }
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "redis ping failed");
-                    break;
+                    if !cluster {
+                        break;
+                    }
+                    if !lost {
+                        lost = true;
+                        inner.up.store(false, Ordering::Relaxed);
+                        tracing::warn!("redis cluster unreachable: publishes answer 4013");
+                        link.relay(Relay::StoreDown);
+                    }
                 }
             }
         }
@@ -1044,10 +1187,25 @@ async fn supervise(inner: Arc<Inner>) {
     }
 }
 
-/// Delivers what the pub/sub connection receives until it ends.
-async fn read_relay(inner: Arc<Inner>, link: StoreLink, mut stream: PubSubStream) {
-    while let Some(msg) = stream.next().await {
-        inner.relayed(&link, msg.get_channel_name(), msg.get_payload_bytes());
+/// Delivers what the subscriptions receive until they end.
+async fn read_relay(inner: Arc<Inner>, link: StoreLink, incoming: Incoming) {
+    match incoming {
+        Incoming::Single(mut stream) => {
+            while let Some(msg) = stream.next().await {
+                inner.relayed(&link, msg.get_channel_name(), msg.get_payload_bytes());
+            }
+        }
+        Incoming::Cluster(mut pushes) => {
+            while let Some(push) = pushes.recv().await {
+                if !matches!(push.kind, PushKind::Message | PushKind::SMessage) {
+                    continue;
+                }
+                if let [Value::BulkString(ch), Value::BulkString(payload)] = &push.data[..] {
+                    let ch = std::str::from_utf8(ch).unwrap_or_default();
+                    inner.relayed(&link, ch, payload);
+                }
+            }
+        }
     }
     tracing::debug!("redis pub/sub connection ended");
 }
@@ -1092,7 +1250,7 @@ async fn presence_ticks(inner: std::sync::Weak<Inner>) {
                     .key(members_key(&room))
                     .key(channel(&room))
                     .arg(ttl)
-                    .arg(PUBLISH_CMD);
+                    .arg(inner.publish_cmd);
                 for (client, record) in &mine {
                     inv.arg(client).arg(record);
                 }
@@ -1124,5 +1282,10 @@ mod tests {
         assert_eq!(room_of("sb:ctl"), None);
         assert_eq!(base36(0), "0");
         assert_eq!(base36(36 * 36 + 35), "10z");
+        assert_eq!(cluster_seeds("redis://a:1"), None);
+        assert_eq!(
+            cluster_seeds("redis+cluster://:pw@a:1,b:2/"),
+            Some(vec!["redis://:pw@a:1".to_owned(), "redis://:pw@b:2".to_owned()])
+        );
     }
 }
