@@ -390,8 +390,9 @@ impl RedisStore {
             options,
             node,
             link: OnceLock::new(),
-            conn: Mutex::new(None),
-            sink: Mutex::new(None),
+            // Usable at once: the supervisor takes over these connections.
+            conn: Mutex::new(Some(conn.clone())),
+            sink: Mutex::new(Some(sink.clone())),
             first: Mutex::new(Some((conn, sink, stream))),
             rooms: Mutex::new(HashSet::new()),
             members: Mutex::new(HashMap::new()),
