@@ -616,7 +616,9 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
     /// connection.
     pub fn with_node_id(mut self, id: &str) -> Result<Self, ConfigError> {
         let ok = (1..=8).contains(&id.len())
-            && id.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase());
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase());
         if !ok {
             return Err(ConfigError {
                 key: "node_id",

@@ -103,10 +103,11 @@ async fn workers_share_one_port_and_one_hub() {
     for _ in 0..64 {
         let (ws, client) = anonymous(&ws_url).await;
         let node = client.split('-').next().unwrap_or_default().to_owned();
-        if by_node.contains_key(&node) {
-            spare.push(ws);
-        } else {
-            by_node.insert(node, ws);
+        match by_node.entry(node) {
+            std::collections::btree_map::Entry::Occupied(_) => spare.push(ws),
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert(ws);
+            }
         }
         if by_node.len() == 2 {
             break;
@@ -208,7 +209,11 @@ async fn a_killed_node_leaves_presence_within_the_ttl() {
     }
     // Alive and refreshed past its ttl: still a member.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    send_json(&mut watcher, json!({"type": "presence", "room": "chat:k", "id": 2})).await;
+    send_json(
+        &mut watcher,
+        json!({"type": "presence", "room": "chat:k", "id": 2}),
+    )
+    .await;
     let p = next_of(&mut watcher, "presence").await;
     assert!(
         p["members"]
@@ -223,7 +228,11 @@ async fn a_killed_node_leaves_presence_within_the_ttl() {
     let leave = next_of(&mut watcher, "leave").await;
     assert_eq!(leave["member"]["client"], client.as_str(), "{leave}");
     // ttl (1 s) plus one tick (a third of it), with slack for a busy machine.
-    assert!(killed.elapsed() < Duration::from_secs(3), "{:?}", killed.elapsed());
+    assert!(
+        killed.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        killed.elapsed()
+    );
     drop(k);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -556,7 +556,7 @@ fn route<R: Runtime>(
                 "inbound_bytes": site.engine.inbound_bytes(),
             })
             .to_string();
- let mut r = Response::new(Full::new(Bytes::from(body)));
+            let mut r = Response::new(Full::new(Bytes::from(body)));
             if !up {
                 *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
             }

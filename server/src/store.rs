@@ -13,8 +13,8 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use switchboard_core::hub::{Disconnect, OpId, Relay, StoreOp, StoreResult};
 use switchboard_core::Instant;
+use switchboard_core::hub::{Disconnect, OpId, Relay, StoreOp, StoreResult};
 
 use crate::engine::Engine;
 

@@ -129,7 +129,10 @@ async fn a_publish_on_one_node_reaches_the_others_in_order() {
     for ws in [&mut sb, &mut sc] {
         for i in 1..=20u64 {
             let m = next_of(ws, &["message"]).await;
-            assert_eq!((m["offset"].as_u64(), m["data"].as_u64()), (Some(i), Some(i)));
+            assert_eq!(
+                (m["offset"].as_u64(), m["data"].as_u64()),
+                (Some(i), Some(i))
+            );
             assert_eq!(m["epoch"], epoch);
             assert_eq!(m["from"]["client"], ida.as_str());
         }
@@ -142,7 +145,10 @@ async fn a_publish_on_one_node_reaches_the_others_in_order() {
         .expect("server publish");
     assert_eq!(p.offset, 21);
     let m = next_of(&mut sb, &["message"]).await;
-    assert_eq!((m["offset"].as_u64(), m["from"].is_null()), (Some(21), true));
+    assert_eq!(
+        (m["offset"].as_u64(), m["from"].is_null()),
+        (Some(21), true)
+    );
     // The synchronous publish cannot wait for Redis: it says so.
     assert!(a.handle().publish("chat:r", b"1").is_err());
 }
@@ -198,7 +204,10 @@ async fn recovery_and_history_on_another_node() {
         .map(|m| m["offset"].as_u64().unwrap())
         .collect();
     assert_eq!(offsets, vec![3, 4, 5], "{h}");
-    assert_eq!((h["offset"].as_u64(), h["epoch"].as_str()), (Some(7), Some(&*epoch)));
+    assert_eq!(
+        (h["offset"].as_u64(), h["epoch"].as_str()),
+        (Some(7), Some(&*epoch))
+    );
 }
 
 #[tokio::test]
@@ -207,12 +216,19 @@ async fn presence_crosses_nodes() {
     let (a, b) = (node(&redis).await, node(&redis).await);
     let (mut wa, ida) = client(&a).await;
     subscribe(&mut wa, "chat:p", json!({"presence": true})).await;
-    assert_eq!(next_of(&mut wa, &["join"]).await["member"]["client"], ida.as_str());
+    assert_eq!(
+        next_of(&mut wa, &["join"]).await["member"]["client"],
+        ida.as_str()
+    );
     let (mut wb, idb) = client(&b).await;
     subscribe(&mut wb, "chat:p", json!({"presence": true})).await;
     let join = next_of(&mut wa, &["join"]).await;
     assert_eq!(join["member"]["client"], idb.as_str(), "{join}");
-    send_json(&mut wa, json!({"type": "presence", "room": "chat:p", "id": 3})).await;
+    send_json(
+        &mut wa,
+        json!({"type": "presence", "room": "chat:p", "id": 3}),
+    )
+    .await;
     let p = next_of(&mut wa, &["presence"]).await;
     let mut members: Vec<&str> = p["members"]
         .as_array()
@@ -260,10 +276,15 @@ async fn a_control_message_disconnects_on_another_node() {
     // Wait until B's control subscription is certainly live: a round trip
     // through Redis on B's pub/sub connection.
     subscribe(&mut bystander, "chat:c", json!({})).await;
-    assert_eq!(a.handle().disconnect(OwnedDisconnect::User("mallory".into())), 0);
+    assert_eq!(
+        a.handle()
+            .disconnect(OwnedDisconnect::User("mallory".into())),
+        0
+    );
     assert_eq!(close_code(&mut m1).await, Some(4010));
     assert_eq!(
-        a.handle().disconnect(OwnedDisconnect::Client(other_id.clone())),
+        a.handle()
+            .disconnect(OwnedDisconnect::Client(other_id.clone())),
         0
     );
     assert_eq!(close_code(&mut other).await, Some(4010));
@@ -290,8 +311,15 @@ async fn redis_killed_then_back_with_its_data() {
     redis.kill();
     let started = std::time::Instant::now();
     let reply = publish(&mut p, "chat:f", json!("lost"), 2, None).await;
-    assert_eq!((reply["type"].as_str(), reply["code"].as_u64()), (Some("error"), Some(4013)));
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert_eq!(
+        (reply["type"].as_str(), reply["code"].as_u64()),
+        (Some("error"), Some(4013))
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     healthz_becomes(&a, 503).await;
     let reply = publish(&mut p, "chat:f", json!("lost"), 3, None).await;
     assert_eq!(reply["code"], 4013, "{reply}");
@@ -313,7 +341,11 @@ async fn redis_killed_then_back_with_its_data() {
     };
     assert_eq!(ack["offset"], 2, "{ack}");
     let m = next_of(&mut s, &["message"]).await;
-    assert_eq!((m["offset"].as_u64(), &m["epoch"]), (Some(2), &epoch), "{m}");
+    assert_eq!(
+        (m["offset"].as_u64(), &m["epoch"]),
+        (Some(2), &epoch),
+        "{m}"
+    );
     assert_eq!(m["data"], 2);
 }
 
@@ -358,14 +390,21 @@ async fn a_stalled_redis_fails_publishes_in_bounded_time() {
     let (mut p, _) = client(&a).await;
     let (mut s, _) = client(&a).await;
     subscribe(&mut s, "chat:s", json!({})).await;
-    assert_eq!(publish(&mut p, "chat:s", json!(1), 1, None).await["offset"], 1);
+    assert_eq!(
+        publish(&mut p, "chat:s", json!(1), 1, None).await["offset"],
+        1
+    );
     assert_eq!(next_of(&mut s, &["message"]).await["offset"], 1);
 
     redis.pause();
     let started = std::time::Instant::now();
     let reply = publish(&mut p, "chat:s", json!(2), 2, None).await;
     assert_eq!(reply["code"], 4013, "{reply}");
-    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
     // The node itself keeps answering.
     send_json(&mut s, json!({"type": "ping", "id": 7})).await;
     assert_eq!(next_of(&mut s, &["pong"]).await["id"], 7);
@@ -385,7 +424,10 @@ async fn a_stalled_redis_fails_publishes_in_bounded_time() {
     // The refused publish was never stored: the next offset is 2.
     assert_eq!(ack["offset"], 2, "{ack}");
     let m = next_of(&mut s, &["message"]).await;
-    assert_eq!((m["offset"].as_u64(), m["data"].as_u64()), (Some(2), Some(3)));
+    assert_eq!(
+        (m["offset"].as_u64(), m["data"].as_u64()),
+        (Some(2), Some(3))
+    );
 }
 
 #[tokio::test]
@@ -403,7 +445,9 @@ async fn a_redis_cluster_of_three_masters_serves_the_same_hub() {
     );
     let (mut p, ida) = client(&a).await;
     // Rooms spread over the shards (their hash tags differ).
-    let rooms = ["chat:c1", "chat:c2", "chat:c3", "chat:c4", "chat:c5", "chat:c6"];
+    let rooms = [
+        "chat:c1", "chat:c2", "chat:c3", "chat:c4", "chat:c5", "chat:c6",
+    ];
     let (mut s, _) = client(&b).await;
     let mut epochs = Vec::new();
     for room in rooms {
@@ -418,7 +462,10 @@ async fn a_redis_cluster_of_three_masters_serves_the_same_hub() {
     for i in 1..=3u64 {
         for room in rooms {
             let m = next_of(&mut s, &["message"]).await;
-            assert_eq!((m["room"].as_str(), m["offset"].as_u64()), (Some(room), Some(i)));
+            assert_eq!(
+                (m["room"].as_str(), m["offset"].as_u64()),
+                (Some(room), Some(i))
+            );
         }
     }
     // Recovery on the other node.
@@ -428,7 +475,12 @@ async fn a_redis_cluster_of_three_masters_serves_the_same_hub() {
     }
     let (mut s, _) = client(&a).await;
     for (room, epoch) in rooms.iter().zip(&epochs) {
-        let r = subscribe(&mut s, room, json!({"recover": {"epoch": epoch, "offset": 3}})).await;
+        let r = subscribe(
+            &mut s,
+            room,
+            json!({"recover": {"epoch": epoch, "offset": 3}}),
+        )
+        .await;
         assert_eq!(r["recovered"], true, "{r}");
         assert_eq!(r["messages"][0]["offset"], 4, "{r}");
     }
@@ -438,8 +490,14 @@ async fn a_redis_cluster_of_three_masters_serves_the_same_hub() {
     next_of(&mut w, &["join"]).await;
     let (mut m, idm) = client(&a).await;
     subscribe(&mut m, "chat:c1", json!({"presence": true})).await;
-    assert_eq!(next_of(&mut w, &["join"]).await["member"]["client"], idm.as_str());
+    assert_eq!(
+        next_of(&mut w, &["join"]).await["member"]["client"],
+        idm.as_str()
+    );
     drop(m);
-    assert_eq!(next_of(&mut w, &["leave"]).await["member"]["client"], idm.as_str());
+    assert_eq!(
+        next_of(&mut w, &["leave"]).await["member"]["client"],
+        idm.as_str()
+    );
     assert_ne!(ida, idm);
 }

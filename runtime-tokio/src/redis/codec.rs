@@ -111,7 +111,7 @@ mod tests {
                 assert_eq!(d, data);
                 assert_eq!(
                     f.as_ref().map(|s| (&*s.client, s.user.as_deref())),
-                    from.map(|(c, u)| (c, u))
+                    from
                 );
             }
         }

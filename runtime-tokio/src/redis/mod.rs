@@ -51,14 +51,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use futures_util::StreamExt as _;
-use futures_util::future::BoxFuture;
-use futures_util::stream::FuturesUnordered;
 use ::redis::aio::{ConnectionLike, MultiplexedConnection, PubSubSink, PubSubStream};
 use ::redis::cluster::ClusterClientBuilder;
 use ::redis::cluster_async::ClusterConnection;
 use ::redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, PushInfo, PushKind, RedisFuture};
 use ::redis::{Script, Value};
+use futures_util::StreamExt as _;
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesUnordered;
 use switchboard_core::hub::{OpId, Relay, StoreOp, StoreResult, StoredMessage};
 use switchboard_core::protocol::Member;
 use switchboard_core::{Config, Instant};
@@ -528,7 +528,11 @@ impl Store for RedisStore {
         if inner.link.set(link).is_err() {
             return;
         }
-        let jobs = inner.jobs_rx.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let jobs = inner
+            .jobs_rx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         if let Some(jobs) = jobs {
             tokio::spawn(dispatch(inner.clone(), jobs));
         }
@@ -656,7 +660,8 @@ impl Store for RedisStore {
             };
             let mut inv = inner.scripts.lease.prepare_invoke();
             inv.key(&key).arg(&holder).arg(ttl.as_millis() as u64);
-            let r: Result<i64, _> = within(inner.options.timeout, inv.invoke_async(&mut conn)).await;
+            let r: Result<i64, _> =
+                within(inner.options.timeout, inv.invoke_async(&mut conn)).await;
             matches!(r, Ok(1))
         })
     }
@@ -837,8 +842,7 @@ impl Inner {
                 };
                 let mut inv = self.scripts.members.prepare_invoke();
                 inv.key(presence_key(&room)).key(members_key(&room));
-                let r: Result<Vec<Vec<u8>>, _> =
-                    within(timeout, inv.invoke_async(&mut conn)).await;
+                let r: Result<Vec<Vec<u8>>, _> = within(timeout, inv.invoke_async(&mut conn)).await;
                 self.measured(started);
                 match r {
                     Ok(records) => {
@@ -974,13 +978,16 @@ impl Inner {
         match payload.split_first() {
             Some((b'm', rest)) => {
                 let mut parts = rest.splitn(3, |b| *b == b' ');
-                let (Some(epoch), Some(offset), Some(body)) = (parts.next(), parts.next(), parts.next())
+                let (Some(epoch), Some(offset), Some(body)) =
+                    (parts.next(), parts.next(), parts.next())
                 else {
                     return;
                 };
                 let (Ok(epoch), Some(offset)) = (
                     std::str::from_utf8(epoch),
-                    std::str::from_utf8(offset).ok().and_then(|o| o.parse().ok()),
+                    std::str::from_utf8(offset)
+                        .ok()
+                        .and_then(|o| o.parse().ok()),
                 ) else {
                     return;
                 };
@@ -1286,7 +1293,10 @@ mod tests {
         assert_eq!(cluster_seeds("redis://a:1"), None);
         assert_eq!(
             cluster_seeds("redis+cluster://:pw@a:1,b:2/"),
-            Some(vec!["redis://:pw@a:1".to_owned(), "redis://:pw@b:2".to_owned()])
+            Some(vec![
+                "redis://:pw@a:1".to_owned(),
+                "redis://:pw@b:2".to_owned()
+            ])
         );
     }
 }
