@@ -109,10 +109,7 @@ mod tests {
                 let body = encode_body(from, data);
                 let (f, d) = decode_body(&body).expect("decodes");
                 assert_eq!(d, data);
-                assert_eq!(
-                    f.as_ref().map(|s| (&*s.client, s.user.as_deref())),
-                    from
-                );
+                assert_eq!(f.as_ref().map(|s| (&*s.client, s.user.as_deref())), from);
             }
         }
         let m = Member {
