@@ -10,7 +10,8 @@ pub use runtime::{Io, Task, Tokio};
 pub use switchboard_core as core;
 pub use switchboard_server::settings;
 pub use switchboard_server::{
-    CHAT_PAGE, HubHandle, OwnedDisconnect, Published, RoomContext, ServerError, init_logging,
+    CHAT_PAGE, HubHandle, OwnedDisconnect, Published, RoomContext, ServerError, StoreStats,
+    init_logging,
 };
 
 /// Builds a [`Server`] on tokio (see [`switchboard_server::ServerBuilder`]).

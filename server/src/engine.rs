@@ -102,6 +102,8 @@ pub(crate) struct Shared<A: Authenticator, R: Runtime> {
     rt: R,
     me: Weak<Self>,
     store: Option<Arc<dyn Store>>,
+    /// The hub's node id (read without the lock: producers start under it).
+    node: String,
 }
 
 impl<A, R> Shared<A, R>
@@ -114,6 +116,7 @@ where
         let config = hub.config();
         let max_queue_bytes = config.max_queue_bytes;
         let limits = (config.max_frame, config.max_fragments);
+        let node = hub.node_id().to_owned();
         Arc::new_cyclic(|me| Shared {
             state: Mutex::new(State {
                 hub,
@@ -133,6 +136,7 @@ where
             rt,
             me: me.clone(),
             store,
+            node,
         })
     }
 
@@ -417,7 +421,7 @@ where
     }
 
     fn node_id(&self) -> String {
-        self.lock().hub.node_id().to_owned()
+        self.node.clone()
     }
 
     fn shutdown(&self, code: CloseCode) {

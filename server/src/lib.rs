@@ -46,7 +46,7 @@ pub use clock::Clock;
 pub use producer::RoomContext;
 pub use runtime::{Runtime, timeout};
 pub use server::{CHAT_PAGE, HubHandle, Published, Server, ServerBuilder, ServerError};
-pub use store::{OwnedDisconnect, Store, StoreLink};
+pub use store::{OwnedDisconnect, Store, StoreLink, StoreStats};
 pub use switchboard_core as core;
 
 /// The fixed parts of one connection's memory on runtime `R`, in bytes,

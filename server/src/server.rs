@@ -26,7 +26,7 @@ use crate::engine::{Engine, Shared};
 use crate::outbox::Outbox;
 use crate::producer::{Producers, RoomContext};
 use crate::runtime::{Runtime, timeout};
-use crate::store::{OwnedDisconnect, Store, StoreLink};
+use crate::store::{OwnedDisconnect, Store, StoreLink, StoreStats};
 
 /// The example chat page served at `/`.
 pub const CHAT_PAGE: &str = include_str!("../assets/chat.html");
@@ -313,6 +313,12 @@ impl HubHandle {
         }
     }
 
+    /// The remote store's counters (round trips, reconnects, relayed
+    /// messages), if the hub has one.
+    pub fn store_stats(&self) -> Option<StoreStats> {
+        self.engine.store().map(|s| s.stats())
+    }
+
     /// This node's id (the prefix of its client ids).
     pub fn node_id(&self) -> String {
         self.engine.node_id()
@@ -540,12 +546,19 @@ fn route<R: Runtime>(
     match (req.method(), path) {
         (&Method::GET | &Method::HEAD, "/healthz") => {
             let s = site.engine.stats();
-            let remote = site.engine.store().is_some();
+            let store = site.engine.store().map(|s| s.stats());
+            let remote = store.is_some();
             let up = s.store_up;
+            let roundtrip_us = store
+                .filter(|s| s.roundtrips > 0)
+                .map(|s| s.roundtrip_micros / s.roundtrips);
             let body = serde_json::json!({
                 "status": if up { "ok" } else { "degraded" },
                 "store": if remote { "remote" } else { "memory" },
                 "store_up": up,
+                "store_roundtrip_us": roundtrip_us,
+                "store_reconnects": store.map(|s| s.reconnects),
+                "relayed": store.map(|s| s.relayed),
                 "connections": s.connections,
                 "rooms": s.rooms,
                 "pending_auth": s.pending_auth,

@@ -55,6 +55,26 @@ pub trait Store: Send + Sync + 'static {
 
     /// Gives up the lease `name` if `holder` holds it.
     fn release(&self, name: &str, holder: &str);
+
+    /// The store's counters (for `/healthz` now and metrics later).
+    fn stats(&self) -> StoreStats;
+}
+
+/// Counters of a remote store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Is the store reachable (`switchboard_redis_up`)?
+    pub up: bool,
+    /// Round trips measured (operations and health pings).
+    pub roundtrips: u64,
+    /// Their total time, in microseconds.
+    pub roundtrip_micros: u64,
+    /// The last health ping's round trip, in microseconds.
+    pub last_ping_micros: u64,
+    /// Reconnections after the store was lost.
+    pub reconnects: u64,
+    /// Messages received from the relay.
+    pub relayed: u64,
 }
 
 /// Which connections a cluster-wide disconnect closes, owned (it crosses

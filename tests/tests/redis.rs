@@ -151,6 +151,14 @@ async fn a_publish_on_one_node_reaches_the_others_in_order() {
     );
     // The synchronous publish cannot wait for Redis: it says so.
     assert!(a.handle().publish("chat:r", b"1").is_err());
+    let stats = b.handle().store_stats().expect("a remote store");
+    assert!(stats.up && stats.relayed >= 21, "{stats:?}");
+    let stats = a.handle().store_stats().expect("a remote store");
+    assert!(
+        stats.roundtrips >= 21 && stats.roundtrip_micros > 0,
+        "{stats:?}"
+    );
+    assert!(a.handle().stats().store_up);
 }
 
 #[tokio::test]
@@ -347,6 +355,7 @@ async fn redis_killed_then_back_with_its_data() {
         "{m}"
     );
     assert_eq!(m["data"], 2);
+    assert!(a.handle().store_stats().expect("store").reconnects >= 1);
 }
 
 #[tokio::test]
@@ -500,4 +509,71 @@ async fn a_redis_cluster_of_three_masters_serves_the_same_hub() {
         idm.as_str()
     );
     assert_ne!(ida, idm);
+}
+
+/// Which nodes started the producer, in order.
+type Starts = Arc<std::sync::Mutex<Vec<&'static str>>>;
+
+async fn producer_node(redis: &RedisServer, name: &'static str, starts: Starts) -> Server {
+    let cfg = config();
+    let store = RedisStore::connect(RedisOptions::new(redis.url(), &cfg))
+        .await
+        .expect("redis store");
+    ServerBuilder::new(cfg)
+        .store(Arc::new(store))
+        .producer("ticker:*", move |room| {
+            let starts = starts.clone();
+            async move {
+                starts.lock().unwrap().push(name);
+                loop {
+                    let _ = room.publish(b"\"tick\"").await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        })
+        .bind("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("bind")
+}
+
+#[tokio::test]
+async fn a_room_producer_runs_once_per_cluster_and_moves_when_its_node_empties() {
+    let redis = RedisServer::start();
+    let starts = Starts::default();
+    let (a, b) = (
+        producer_node(&redis, "a", starts.clone()).await,
+        producer_node(&redis, "b", starts.clone()).await,
+    );
+    let (mut sa, _) = client(&a).await;
+    subscribe(&mut sa, "ticker:x", json!({})).await;
+    next_of(&mut sa, &["message"]).await;
+    let (mut sb, _) = client(&b).await;
+    subscribe(&mut sb, "ticker:x", json!({})).await;
+    // Both nodes' subscribers get the one producer's ticks, in order.
+    let mut last = 0;
+    for _ in 0..5 {
+        let m = next_of(&mut sb, &["message"]).await;
+        let o = m["offset"].as_u64().unwrap();
+        assert!(o > last, "{m}");
+        last = o;
+    }
+    assert_eq!(
+        *starts.lock().unwrap(),
+        vec!["a"],
+        "one producer in the cluster"
+    );
+    // A loses its subscriber: its producer stops and gives the lease up;
+    // B's takes it within a third of the lease time, and the ticks go on.
+    drop(sa);
+    switchboard_tests::eventually("B's producer takes over", || {
+        *starts.lock().unwrap() == vec!["a", "b"]
+    })
+    .await;
+    for _ in 0..3 {
+        let m = next_of(&mut sb, &["message"]).await;
+        let o = m["offset"].as_u64().unwrap();
+        assert!(o > last, "{m}");
+        last = o;
+    }
+    assert_eq!(starts.lock().unwrap().len(), 2);
 }

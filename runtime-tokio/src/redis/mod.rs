@@ -62,7 +62,7 @@ use futures_util::stream::FuturesUnordered;
 use switchboard_core::hub::{OpId, Relay, StoreOp, StoreResult, StoredMessage};
 use switchboard_core::protocol::Member;
 use switchboard_core::{Config, Instant};
-use switchboard_server::{OwnedDisconnect, Store, StoreLink};
+use switchboard_server::{OwnedDisconnect, Store, StoreLink, StoreStats};
 use tokio::sync::{Notify, mpsc};
 
 /// How the Redis store connects and times its work.
@@ -100,23 +100,6 @@ pub enum RedisError {
     /// Redis did not answer in time.
     #[error("redis: no answer within {0:?}")]
     Timeout(Duration),
-}
-
-/// Counters of the Redis store (for tracing now and metrics later).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RedisStats {
-    /// Is Redis reachable (the `switchboard_redis_up` gauge)?
-    pub up: bool,
-    /// Round trips measured (operations and pings).
-    pub roundtrips: u64,
-    /// Their total time, in microseconds.
-    pub roundtrip_micros: u64,
-    /// The last ping's round trip, in microseconds.
-    pub last_ping_micros: u64,
-    /// Reconnections after Redis was lost.
-    pub reconnects: u64,
-    /// Messages received from the rooms' channels.
-    pub relayed: u64,
 }
 
 /// The Redis store. Build it with [`RedisStore::connect`], then hand it to
@@ -428,10 +411,10 @@ impl RedisStore {
         &self.inner.node
     }
 
-    /// The store's counters.
-    pub fn stats(&self) -> RedisStats {
+    /// The store's counters (also through `HubHandle::store_stats`).
+    pub fn stats(&self) -> StoreStats {
         let i = &self.inner;
-        RedisStats {
+        StoreStats {
             up: i.up.load(Ordering::Relaxed),
             roundtrips: i.roundtrips.load(Ordering::Relaxed),
             roundtrip_micros: i.roundtrip_micros.load(Ordering::Relaxed),
@@ -664,6 +647,10 @@ impl Store for RedisStore {
                 within(inner.options.timeout, inv.invoke_async(&mut conn)).await;
             matches!(r, Ok(1))
         })
+    }
+
+    fn stats(&self) -> StoreStats {
+        RedisStore::stats(self)
     }
 
     fn release(&self, name: &str, holder: &str) {
