@@ -579,3 +579,117 @@ async fn a_room_producer_runs_once_per_cluster_and_moves_when_its_node_empties()
     }
     assert_eq!(starts.lock().unwrap().len(), 2);
 }
+
+/// A small deterministic generator for the randomized test.
+struct XorShift(u64);
+
+impl XorShift {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}
+
+/// A subscriber that remembers what it saw.
+struct Watcher {
+    ws: Ws,
+    epoch: String,
+    seen: Vec<u64>,
+}
+
+impl Watcher {
+    /// Subscribes on `server` (recovering from what it saw, if anything),
+    /// retrying while the store is down.
+    async fn join(server: &Server, room: &str, from: Option<(&str, u64)>) -> (Ws, Value) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let (mut ws, _) = client(server).await;
+            let mut frame = json!({"type": "subscribe", "room": room, "id": 1});
+            if let Some((epoch, offset)) = from {
+                frame["recover"] = json!({"epoch": epoch, "offset": offset});
+            }
+            send_json(&mut ws, frame).await;
+            let r = next_of(&mut ws, &["subscribed", "error"]).await;
+            if r["type"] == "subscribed" {
+                return (ws, r);
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{r}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Reads the messages waiting until offset `upto` was seen.
+    async fn read_until(&mut self, upto: u64) {
+        while self.seen.last().copied().unwrap_or(0) < upto {
+            let m = next_of(&mut self.ws, &["message"]).await;
+            assert_eq!(m["epoch"], self.epoch.as_str(), "{m}");
+            self.seen.push(m["offset"].as_u64().unwrap());
+        }
+    }
+}
+
+#[tokio::test]
+async fn random_publishes_and_reconnects_across_a_redis_restart_lose_and_duplicate_nothing() {
+    for seed in [0x5eed_u64, 0xfeed] {
+        let mut rng = XorShift(seed);
+        let mut redis = RedisServer::persistent();
+        let mut cfg = config();
+        cfg.store_timeout = switchboard_core::Duration::from_secs(1);
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            nodes.push(node_with(&redis.url(), cfg.clone()).await);
+        }
+        let room = "chat:prop";
+        let mut watchers = Vec::new();
+        for _ in 0..3 {
+            let (ws, r) = Watcher::join(&nodes[rng.below(3)], room, None).await;
+            let epoch = r["epoch"].as_str().unwrap().to_owned();
+            watchers.push(Watcher {
+                ws,
+                epoch,
+                seen: Vec::new(),
+            });
+        }
+        let total = 40u64;
+        let mut acked = 0u64;
+        for i in 1..=total {
+            if i == total / 2 {
+                redis.restart();
+            }
+            // A publisher on a random node; a refused publish (Redis away)
+            // is sent again with the same key until it is acked.
+            let (mut p, _) = client(&nodes[rng.below(3)]).await;
+            let key = format!("{seed:x}-{i}");
+            let deadline = tokio::time::Instant::now() + WAIT;
+            let offset = loop {
+                let r = publish(&mut p, room, json!(i), i, Some(&key)).await;
+                if r["type"] == "ack" {
+                    break r["offset"].as_u64().unwrap();
+                }
+                assert_eq!(r["code"], 4013, "{r}");
+                assert!(tokio::time::Instant::now() < deadline, "{r}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            };
+            assert_eq!(offset, acked + 1, "offsets are gap-free");
+            acked = offset;
+            // Now and then a watcher moves to a random node and recovers.
+            if rng.below(3) == 0 {
+                let w = &mut watchers[rng.below(3)];
+                let last = w.seen.last().copied().unwrap_or(0);
+                let node = &nodes[rng.below(3)];
+                let (ws, r) = Watcher::join(node, room, Some((&w.epoch, last))).await;
+                assert_eq!(r["recovered"], true, "{r}");
+                w.ws = ws;
+                for m in r["messages"].as_array().unwrap() {
+                    w.seen.push(m["offset"].as_u64().unwrap());
+                }
+            }
+        }
+        for w in &mut watchers {
+            w.read_until(acked).await;
+            assert_eq!(w.seen, (1..=acked).collect::<Vec<_>>(), "seed {seed:x}");
+        }
+    }
+}
