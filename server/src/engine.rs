@@ -1,10 +1,20 @@
 //! The hub inside the runtime: the core's [`Hub`] behind one mutex, with the
-//! outboxes of its connections. Every input locks, feeds the core, drains its
-//! outputs into outboxes and unlocks; no lock is held across an await.
+//! outboxes of its connections in [`STRIPES`] stripes of their own.
+//!
+//! Every input locks the hub, feeds the core and turns its outputs into a
+//! *plan*: per stripe, the frames owed to its connections, in order (a
+//! broadcast costs one small entry per recipient; its frame is built once).
+//! Each stripe of the plan takes a ticket, still under the hub lock. Then the
+//! hub is unlocked and the plan delivered stripe by stripe, each stripe
+//! serving its tickets in order. So the hub lock is held for the core's work
+//! only, deliveries to different stripes run on different cores at once, and
+//! every connection still gets its frames in the order the hub emitted them.
+//! No lock is held across an await.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicIsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 
 use bytes::Bytes;
 use event_listener::Event as Wakeup;
@@ -61,14 +71,58 @@ pub(crate) trait Engine: Send + Sync + 'static {
 
 struct State<A: Authenticator, R: Runtime> {
     hub: Hub<A, Growable>,
-    outboxes: Vec<Option<(ConnId, Arc<Outbox>)>>,
     producers: Producers,
     /// Producer tasks by room: dropping them cancels them.
     running: HashMap<String, Vec<R::Task>>,
     scheduled: Option<Instant>,
-    overflowed: Vec<ConnId>,
+    /// The next ticket of each stripe.
+    tickets: [u64; STRIPES],
     /// Server-side publishes waiting for `Output::Published`, by op id.
     published: HashMap<u64, oneshot::Sender<Published>>,
+}
+
+/// Stripes of outboxes: a connection's stripe is its slot modulo this.
+pub(crate) const STRIPES: usize = 16;
+
+/// One stripe: the outboxes of its connections, and whose turn it is.
+#[derive(Default)]
+struct Stripe {
+    inner: Mutex<StripeInner>,
+    turn: Condvar,
+}
+
+#[derive(Default)]
+struct StripeInner {
+    /// The ticket being served.
+    serving: u64,
+    /// By `slot / STRIPES`.
+    outboxes: Vec<Option<(ConnId, Arc<Outbox>)>>,
+}
+
+/// What a plan owes one connection.
+enum Item {
+    /// `plan.frames[frame]`; `reply` for an answer to the peer's own request.
+    Frame {
+        conn: ConnId,
+        frame: u32,
+        reply: bool,
+    },
+    Ping(ConnId),
+    End(ConnId, Ending),
+    Open(ConnId, Arc<Outbox>),
+    Closed(ConnId),
+}
+
+/// The deliveries of one step, built under the hub lock and applied after.
+#[derive(Default)]
+struct Plan {
+    /// Every frame of the step, once (a broadcast's once per codec).
+    frames: Vec<Bytes>,
+    /// Per stripe, in the order the hub emitted them.
+    items: Vec<Vec<Item>>,
+    tickets: [u64; STRIPES],
+    /// Connections whose outbox refused a frame.
+    overflowed: Vec<ConnId>,
 }
 
 /// The answer to a server-side publish: the room's epoch and the offset.
@@ -90,9 +144,46 @@ impl PublishWait {
     }
 }
 
+impl Plan {
+    fn push(&mut self, item: Item) {
+        let conn = match &item {
+            Item::Frame { conn, .. }
+            | Item::Ping(conn)
+            | Item::End(conn, _)
+            | Item::Open(conn, _)
+            | Item::Closed(conn) => *conn,
+        };
+        self.items[stripe_of(conn)].push(item);
+    }
+
+    fn frame(&mut self, frame: Bytes) -> u32 {
+        self.frames.push(frame);
+        (self.frames.len() - 1) as u32
+    }
+}
+
+/// When set, every step adds the time it held the hub lock (taking it
+/// included) to [`LOCK_NANOS`]: for `measure_lock` only.
+pub(crate) static LOCK_TIMING: AtomicBool = AtomicBool::new(false);
+/// See [`LOCK_TIMING`].
+pub(crate) static LOCK_NANOS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// Each thread's plan, reused from step to step.
+    static PLAN: RefCell<Plan> = RefCell::default();
+}
+
+/// Entries a stripe's part of a thread's plan keeps room for between steps.
+const PLAN_KEEP: usize = 4096;
+
+fn stripe_of(conn: ConnId) -> usize {
+    conn.slot() as usize % STRIPES
+}
+
 /// The shared hub of one server process.
 pub(crate) struct Shared<A: Authenticator, R: Runtime> {
     state: Mutex<State<A, R>>,
+    stripes: [Stripe; STRIPES],
     clock: Clock,
     timer: Wakeup,
     idle: Arc<Wakeup>,
@@ -120,13 +211,13 @@ where
         Arc::new_cyclic(|me| Shared {
             state: Mutex::new(State {
                 hub,
-                outboxes: Vec::new(),
                 producers: Producers::default(),
                 running: HashMap::new(),
                 scheduled: None,
-                overflowed: Vec::new(),
+                tickets: [0; STRIPES],
                 published: HashMap::new(),
             }),
+            stripes: Default::default(),
             clock: Clock::new(),
             timer: Wakeup::new(),
             idle: Arc::new(Wakeup::new()),
@@ -163,33 +254,74 @@ where
             if let futures_util::future::Either::Left(_) =
                 futures_util::future::select(sleep, changed).await
             {
-                let now = self.clock.now();
-                let mut state = self.lock();
-                state.scheduled = None;
-                state.hub.handle_timeout(now);
-                self.drain(&mut state, now);
+                self.step_with(|state, now, _| {
+                    state.scheduled = None;
+                    state.hub.handle_timeout(now);
+                    None
+                });
             }
         }
     }
 
     /// Runs one input against the hub and applies every output.
     fn step(&self, input: impl FnOnce(&mut Hub<A, Growable>, Instant)) {
-        let now = self.clock.now();
-        let mut state = self.lock();
-        input(&mut state.hub, now);
-        self.drain(&mut state, now);
+        self.step_with(|state, now, _| {
+            input(&mut state.hub, now);
+            None
+        });
     }
 
-    fn drain(&self, state: &mut State<A, R>, now: Instant) {
+    /// [`Shared::step`] that can add to the plan before the hub's outputs
+    /// (an outbox to register) and after them (one to forget).
+    fn step_with(&self, input: impl FnOnce(&mut State<A, R>, Instant, &mut Plan) -> Option<Item>) {
+        let now = self.clock.now();
+        // Taken out of the thread's slot: a nested step (none is known)
+        // would only start a plan of its own.
+        let mut plan = PLAN.with_borrow_mut(std::mem::take);
+        if plan.items.is_empty() {
+            plan.items.resize_with(STRIPES, Vec::new);
+        }
+        {
+            let timed = LOCK_TIMING
+                .load(Ordering::Relaxed)
+                .then(std::time::Instant::now);
+            let mut state = self.lock();
+            let last = input(&mut state, now, &mut plan);
+            self.gather(&mut state, &mut plan);
+            if let Some(item) = last {
+                plan.push(item);
+            }
+            self.seal(&mut state, &mut plan);
+            drop(state);
+            if let Some(start) = timed {
+                LOCK_NANOS.fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            }
+        }
         loop {
-            self.drain_once(state);
-            if state.overflowed.is_empty() {
+            self.deliver(&mut plan);
+            if plan.overflowed.is_empty() {
                 break;
             }
-            for conn in std::mem::take(&mut state.overflowed) {
+            let mut state = self.lock();
+            for conn in std::mem::take(&mut plan.overflowed) {
                 if state.hub.handle_overflow(now, conn) == OverflowAction::DropFrame {
                     tracing::debug!(conn = %conn, "outbound queue full: frame dropped");
                 }
+            }
+            self.gather(&mut state, &mut plan);
+            self.seal(&mut state, &mut plan);
+        }
+        PLAN.with_borrow_mut(|slot| *slot = plan);
+    }
+
+    /// Under the hub lock, once the outputs are gathered: a ticket for every
+    /// stripe the plan touches; the timer; the wake-up of whoever waits for
+    /// the hub to be empty.
+    fn seal(&self, state: &mut State<A, R>, plan: &mut Plan) {
+        for (s, items) in plan.items.iter().enumerate() {
+            if !items.is_empty() {
+                plan.tickets[s] = state.tickets[s];
+                state.tickets[s] += 1;
             }
         }
         let next = state.hub.poll_timeout();
@@ -202,67 +334,113 @@ where
         }
     }
 
-    fn drain_once(&self, state: &mut State<A, R>) {
+    /// Outside the hub lock: applies the plan, each stripe in its turn.
+    fn deliver(&self, plan: &mut Plan) {
+        let Plan {
+            frames,
+            items,
+            tickets,
+            overflowed,
+        } = plan;
+        for (s, items) in items.iter_mut().enumerate() {
+            if items.is_empty() {
+                continue;
+            }
+            let mut turn = Turn::wait(&self.stripes[s], tickets[s]);
+            let outboxes = &mut turn.inner().outboxes;
+            for item in items.drain(..) {
+                match item {
+                    Item::Frame { conn, frame, reply } => {
+                        if let Some(outbox) = get(outboxes, conn)
+                            && !outbox.push(frames[frame as usize].clone(), reply)
+                        {
+                            overflowed.push(conn);
+                        }
+                    }
+                    Item::Ping(conn) => {
+                        if let Some(outbox) = get(outboxes, conn) {
+                            // A ping that does not fit is not worth a close.
+                            let _fits = outbox.push(Bytes::from_static(&PING), true);
+                        }
+                    }
+                    Item::End(conn, ending) => {
+                        if let Some(outbox) = get(outboxes, conn) {
+                            outbox.end(ending);
+                        }
+                    }
+                    Item::Open(conn, outbox) => {
+                        let i = conn.slot() as usize / STRIPES;
+                        if outboxes.len() <= i {
+                            outboxes.resize(i + 1, None);
+                        }
+                        outboxes[i] = Some((conn, outbox));
+                    }
+                    Item::Closed(conn) => forget(outboxes, conn),
+                }
+            }
+        }
+        frames.clear();
+        for items in items.iter_mut() {
+            // What one huge broadcast needed is not kept for every step.
+            items.shrink_to(PLAN_KEEP);
+        }
+    }
+
+    /// Under the hub lock: turns every output of the hub into the plan.
+    fn gather(&self, state: &mut State<A, R>, plan: &mut Plan) {
         let State {
             hub,
-            outboxes,
             producers,
             running,
-            overflowed,
             published,
             ..
         } = state;
         while let Some(output) = hub.poll_output() {
             match output {
                 Output::Transmit { conn, codec, bytes } => {
-                    if let Some(outbox) = get(outboxes, conn)
-                        && !outbox.push(frame(opcode(codec), bytes), true)
-                    {
-                        overflowed.push(conn);
-                    }
+                    let frame = plan.frame(frame(opcode(codec), bytes));
+                    plan.push(Item::Frame {
+                        conn,
+                        frame,
+                        reply: true,
+                    });
                 }
                 Output::Broadcast(b) => {
                     // The wire bytes are the same for every recipient of a
                     // codec: framed once, shared by reference.
-                    let json = b.json.map(|j| frame(ws::OP_TEXT, j));
-                    let postcard = b.postcard.map(|p| frame(ws::OP_BINARY, p));
+                    let json = b.json.map(|j| plan.frame(frame(ws::OP_TEXT, j)));
+                    let postcard = b.postcard.map(|p| plan.frame(frame(ws::OP_BINARY, p)));
                     for (conn, codec, _) in b.recipients() {
                         let wire = match codec {
-                            Codec::Json => json.clone(),
-                            Codec::Postcard => postcard.clone(),
+                            Codec::Json => json,
+                            Codec::Postcard => postcard,
                         };
-                        if let (Some(outbox), Some(wire)) = (get(outboxes, conn), wire)
-                            && !outbox.push(wire, false)
-                        {
-                            overflowed.push(conn);
+                        if let Some(frame) = wire {
+                            plan.items[stripe_of(conn)].push(Item::Frame {
+                                conn,
+                                frame,
+                                reply: false,
+                            });
                         }
                     }
                 }
-                Output::Ping { conn } => {
-                    if let Some(outbox) = get(outboxes, conn) {
-                        // A ping that does not fit is not worth a close.
-                        let _fits = outbox.push(Bytes::from_static(&PING), true);
-                    }
-                }
+                Output::Ping { conn } => plan.push(Item::Ping(conn)),
                 Output::Pong { conn, payload } => {
-                    if let Some(outbox) = get(outboxes, conn)
-                        && !outbox.push(frame(ws::OP_PONG, payload), true)
-                    {
-                        overflowed.push(conn);
-                    }
+                    let frame = plan.frame(frame(ws::OP_PONG, payload));
+                    plan.push(Item::Frame {
+                        conn,
+                        frame,
+                        reply: true,
+                    });
                 }
                 Output::Close { conn, code, reason } => {
                     let code = code.code();
                     tracing::debug!(conn = %conn, code, reason, "closing connection");
-                    if let Some(outbox) = get(outboxes, conn) {
-                        outbox.end(Ending::Close(code, reason));
-                    }
+                    plan.push(Item::End(conn, Ending::Close(code, reason)));
                 }
                 Output::Drop { conn } => {
                     tracing::debug!(conn = %conn, "dropping silent connection");
-                    if let Some(outbox) = get(outboxes, conn) {
-                        outbox.end(Ending::Drop);
-                    }
+                    plan.push(Item::End(conn, Ending::Drop));
                 }
                 Output::RoomOccupied { room } => {
                     if let Some(store) = &self.store {
@@ -299,11 +477,65 @@ where
     }
 }
 
-/// The outbox of `conn`, if that connection (not a later one in its slot) is live.
+/// A stripe held for one plan's turn: serves the next ticket when dropped,
+/// even by a panic, so that no later plan waits forever.
+struct Turn<'a> {
+    inner: Option<MutexGuard<'a, StripeInner>>,
+    stripe: &'a Stripe,
+}
+
+impl<'a> Turn<'a> {
+    /// Waits until `stripe` serves `ticket`.
+    fn wait(stripe: &'a Stripe, ticket: u64) -> Self {
+        let mut inner = stripe.inner.lock().unwrap_or_else(|e| e.into_inner());
+        while inner.serving != ticket {
+            inner = stripe.turn.wait(inner).unwrap_or_else(|e| e.into_inner());
+        }
+        Turn {
+            inner: Some(inner),
+            stripe,
+        }
+    }
+
+    fn inner(&mut self) -> &mut StripeInner {
+        self.inner.as_mut().expect("held until dropped")
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        if let Some(mut inner) = self.inner.take() {
+            inner.serving += 1;
+            drop(inner);
+            self.stripe.turn.notify_all();
+        }
+    }
+}
+
+/// The outbox of `conn` in its stripe, if that connection (not a later one
+/// in its slot) is live.
 fn get(outboxes: &[Option<(ConnId, Arc<Outbox>)>], conn: ConnId) -> Option<&Arc<Outbox>> {
-    match outboxes.get(conn.slot() as usize)? {
+    match outboxes.get(conn.slot() as usize / STRIPES)? {
         Some((id, outbox)) if *id == conn => Some(outbox),
         _ => None,
+    }
+}
+
+/// Forgets the outbox of `conn` in its stripe and gives back the memory of
+/// a table much larger than what is left.
+fn forget(outboxes: &mut Vec<Option<(ConnId, Arc<Outbox>)>>, conn: ConnId) {
+    if let Some(slot) = outboxes.get_mut(conn.slot() as usize / STRIPES)
+        && slot.as_ref().is_some_and(|(id, _)| *id == conn)
+    {
+        *slot = None;
+    }
+    let live = outboxes
+        .iter()
+        .rposition(Option::is_some)
+        .map_or(0, |i| i + 1);
+    outboxes.truncate(live);
+    if outboxes.capacity() > 64 && live < outboxes.capacity() / 4 {
+        outboxes.shrink_to(live * 2);
     }
 }
 
@@ -325,16 +557,17 @@ where
     R: Runtime,
 {
     fn open(&self, upgrade: Upgrade<'_>, outbox: Arc<Outbox>) -> Result<ConnId, Refusal> {
-        let now = self.clock.now();
-        let mut state = self.lock();
-        let conn = state.hub.handle_open(now, upgrade)?;
-        let i = conn.slot() as usize;
-        if state.outboxes.len() <= i {
-            state.outboxes.resize(i + 1, None);
-        }
-        state.outboxes[i] = Some((conn, outbox));
-        self.drain(&mut state, now);
-        Ok(conn)
+        let mut result = None;
+        self.step_with(|state, now, plan| {
+            let opened = state.hub.handle_open(now, upgrade);
+            if let Ok(conn) = opened {
+                // Registered before anything the hub owes it.
+                plan.push(Item::Open(conn, outbox));
+            }
+            result = Some(opened);
+            None
+        });
+        result.expect("the step ran")
     }
 
     fn ws(&self, conn: ConnId, event: Result<Event<'_>, Violation>) {
@@ -362,24 +595,11 @@ where
     }
 
     fn closed(&self, conn: ConnId) {
-        let now = self.clock.now();
-        let mut state = self.lock();
-        state.hub.handle_close(now, conn);
-        if let Some(slot) = state.outboxes.get_mut(conn.slot() as usize)
-            && slot.as_ref().is_some_and(|(id, _)| *id == conn)
-        {
-            *slot = None;
-        }
-        let live = state
-            .outboxes
-            .iter()
-            .rposition(Option::is_some)
-            .map_or(0, |i| i + 1);
-        state.outboxes.truncate(live);
-        if state.outboxes.capacity() > 64 && live < state.outboxes.capacity() / 4 {
-            state.outboxes.shrink_to(live * 2);
-        }
-        self.drain(&mut state, now);
+        self.step_with(|state, now, _| {
+            state.hub.handle_close(now, conn);
+            // Forgotten after whatever the hub still owed it.
+            Some(Item::Closed(conn))
+        });
     }
 
     fn publish(&self, room: &str, data: &[u8], key: Option<&str>) -> Result<u64, PublishError> {
@@ -389,17 +609,21 @@ where
     }
 
     fn publish_request(&self, room: &str, data: &[u8], key: Option<&str>) -> PublishWait {
-        let now = self.clock.now();
-        let mut state = self.lock();
-        match state.hub.publish_request(now, room, data, key) {
-            Ok(op) => {
-                let (tx, rx) = oneshot::channel();
-                state.published.insert(op.get(), tx);
-                self.drain(&mut state, now);
-                PublishWait::Waiting(rx)
-            }
-            Err(e) => PublishWait::Done(Err(e)),
-        }
+        let mut wait = PublishWait::Done(Err(PublishError::Unavailable));
+        self.step_with(|state, now, _| {
+            wait = match state.hub.publish_request(now, room, data, key) {
+                Ok(op) => {
+                    // Registered before the outputs are gathered: an
+                    // in-memory hub answers in this very step.
+                    let (tx, rx) = oneshot::channel();
+                    state.published.insert(op.get(), tx);
+                    PublishWait::Waiting(rx)
+                }
+                Err(e) => PublishWait::Done(Err(e)),
+            };
+            None
+        });
+        wait
     }
 
     fn store_result(&self, op: OpId, result: StoreResult<'_>) {

@@ -117,25 +117,42 @@ pub fn init_logging() {
         .init();
 }
 
-/// Measures the hub lock on runtime `R` without sockets: `subscribers`
-/// anonymous JSON connections in one room, `messages` server publishes of
-/// `payload` bytes, each publish (core fan-out, framing, one outbox push per
-/// recipient) timed while it holds the lock; outboxes are emptied between
-/// publishes as writers would. Returns the total time under the lock and
-/// the deliveries made (`sb-measure lock`).
+/// What [`measure_lock`] measured.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub struct LockMeasure {
+    /// Time the hub lock was held, all threads together.
+    pub held: std::time::Duration,
+    /// Time the publishing threads spent in publish (lock, core, delivery
+    /// into the outboxes), all threads together.
+    pub busy: std::time::Duration,
+    /// From the first publish to the last thread's end.
+    pub wall: std::time::Duration,
+    /// Frames delivered into outboxes.
+    pub delivered: u64,
+}
+
+/// Measures the hub lock on runtime `R` without sockets: `threads` threads,
+/// each publishing `messages` server publishes of `payload` bytes to a room
+/// of its own with `subscribers` anonymous JSON connections, and emptying
+/// its room's outboxes after each publish as writers would (`sb-measure
+/// lock`). Run under `taskset` to see how delivery scales with cores.
 #[doc(hidden)]
 pub fn measure_lock<R: Runtime>(
     rt: R,
+    threads: usize,
     subscribers: usize,
     messages: usize,
     payload: usize,
-) -> (std::time::Duration, u64) {
+) -> LockMeasure {
+    use std::collections::VecDeque;
     use std::sync::Arc;
     use switchboard_core::auth::{NoTokens, UpgradeCredentials};
+    let threads = threads.max(1);
     let config = switchboard_core::Config {
         allow_anonymous: true,
         rate_limit: 0,
-        max_connections: subscribers + 16,
+        max_connections: threads * subscribers + 16,
         ..switchboard_core::Config::default()
     };
     let hub = switchboard_core::Hub::<NoTokens, switchboard_core::storage::Growable>::new(
@@ -143,40 +160,74 @@ pub fn measure_lock<R: Runtime>(
     )
     .expect("config");
     let engine = engine::Shared::new(hub, rt, None);
-    let mut outboxes = Vec::new();
+    type Outboxes = Vec<(Arc<outbox::Outbox>, VecDeque<bytes::Bytes>)>;
+    let mut rooms: Vec<Outboxes> = (0..threads).map(|_| Vec::new()).collect();
+    // Subscribers of the rooms interleaved, so that every room spans every
+    // stripe.
     for _ in 0..subscribers {
-        use engine::Engine as _;
-        let outbox = Arc::new(outbox::Outbox::new(1 << 20));
-        let upgrade = switchboard_core::Upgrade {
-            codec: switchboard_core::Codec::Json,
-            origin: None,
-            credentials: UpgradeCredentials::default(),
-        };
-        let conn = engine.open(upgrade, outbox.clone()).expect("open");
-        let subscribe = br#"{"type":"subscribe","room":"bench"}"#;
-        engine.ws(
-            conn,
-            Ok(switchboard_core::ws::Event::Message {
-                kind: switchboard_core::FrameKind::Text,
-                data: subscribe,
-            }),
-        );
-        outbox.drain_for_bench(&mut Default::default());
-        outboxes.push((outbox, std::collections::VecDeque::new()));
-    }
-    let data = format!("\"{}\"", "x".repeat(payload.saturating_sub(2)));
-    let mut held = std::time::Duration::ZERO;
-    let mut delivered = 0u64;
-    for _ in 0..messages {
-        use engine::Engine as _;
-        let start = std::time::Instant::now();
-        engine
-            .publish("bench", data.as_bytes(), None)
-            .expect("publish");
-        held += start.elapsed();
-        for (o, spare) in &mut outboxes {
-            delivered += o.drain_for_bench(spare);
+        for (t, outboxes) in rooms.iter_mut().enumerate() {
+            use engine::Engine as _;
+            let outbox = Arc::new(outbox::Outbox::new(1 << 20));
+            let upgrade = switchboard_core::Upgrade {
+                codec: switchboard_core::Codec::Json,
+                origin: None,
+                credentials: UpgradeCredentials::default(),
+            };
+            let conn = engine.open(upgrade, outbox.clone()).expect("open");
+            let subscribe = format!(r#"{{"type":"subscribe","room":"bench-{t}"}}"#);
+            engine.ws(
+                conn,
+                Ok(switchboard_core::ws::Event::Message {
+                    kind: switchboard_core::FrameKind::Text,
+                    data: subscribe.as_bytes(),
+                }),
+            );
+            outbox.drain_for_bench(&mut Default::default());
+            outboxes.push((outbox, VecDeque::new()));
         }
     }
-    (held, delivered)
+    let data = format!("\"{}\"", "x".repeat(payload.saturating_sub(2)));
+    engine::LOCK_NANOS.store(0, std::sync::atomic::Ordering::Relaxed);
+    engine::LOCK_TIMING.store(true, std::sync::atomic::Ordering::Relaxed);
+    let start = std::time::Instant::now();
+    let results: Vec<(std::time::Duration, u64)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = rooms
+            .iter_mut()
+            .enumerate()
+            .map(|(t, outboxes)| {
+                let (engine, data) = (&engine, &data);
+                scope.spawn(move || {
+                    use engine::Engine as _;
+                    let room = format!("bench-{t}");
+                    let mut busy = std::time::Duration::ZERO;
+                    let mut delivered = 0u64;
+                    for _ in 0..messages {
+                        let start = std::time::Instant::now();
+                        engine
+                            .publish(&room, data.as_bytes(), None)
+                            .expect("publish");
+                        busy += start.elapsed();
+                        for (o, spare) in outboxes.iter_mut() {
+                            delivered += o.drain_for_bench(spare);
+                        }
+                    }
+                    (busy, delivered)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("publisher"))
+            .collect()
+    });
+    let wall = start.elapsed();
+    engine::LOCK_TIMING.store(false, std::sync::atomic::Ordering::Relaxed);
+    LockMeasure {
+        held: std::time::Duration::from_nanos(
+            engine::LOCK_NANOS.load(std::sync::atomic::Ordering::Relaxed),
+        ),
+        busy: results.iter().map(|r| r.0).sum(),
+        wall,
+        delivered: results.iter().map(|r| r.1).sum(),
+    }
 }

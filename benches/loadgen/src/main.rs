@@ -7,30 +7,48 @@
 //! out), subscribes them to one room, then either holds them for
 //! `--idle-secs` (memory mode) or has `--publishers` separate connections
 //! publish `--messages` messages (throughput / latency mode). Every message
-//! carries its send time (µs since the process's start), so subscribers
-//! measure end-to-end latency. With `--server-pid` the server's RSS
+//! carries a sequence number `s` (0..messages over all publishers) and its
+//! send time `t` (µs since the process's start): subscribers measure
+//! end-to-end latency and check, each for itself, that every accepted message
+//! arrived exactly once and in order per publisher (the `check` section of
+//! the report). With `--server-pid` the server's RSS
 //! (`/proc/PID/status` VmRSS) and CPU time (`/proc/PID/stat` utime+stime) are
 //! read before and after. One JSON object is printed on stdout at the end;
 //! progress goes to stderr. Every run is bounded by `--duration-limit`.
 //!
+//! Cost: the generator shares the machine with the server, so its read path
+//! is cheap (see `wire.rs`): tungstenite does the upgrade (and the Switchboard
+//! hello), then each subscriber reads its socket raw into one buffer per
+//! thread, parses the frame headers itself and looks only at the first bytes
+//! of each payload, where `s` and `t` are. Subscribers run on one
+//! current-thread runtime per core (`--threads`); counters are shared once per
+//! read, not per frame. The report gives the generator's own CPU per delivery
+//! (`loadgen.cpu_us_per_delivery`).
+//!
 //! Generic mode for the reference peers (every text frame a client sends is
 //! broadcast to every client, including the sender): `--hello none` skips
 //! welcome/subscribe, `--publish-template` gives the frame to send, with
-//! `$T` replaced by the send time (µs) and `$P` by the padding. There are no
+//! `$S` replaced by the sequence number, `$T` by the send time (µs) and `$P`
+//! by the padding (a template without `$S` is counted but not checked). There are no
 //! acks there; the publisher's own copy of its broadcast serves as the ack
 //! that frees a slot of its in-flight window (`--window 0` disables the
 //! window for servers that do not echo to the sender).
 
+mod wire;
+
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpSocket;
+use tokio::runtime::Handle;
 use tokio::sync::{Semaphore, watch};
 use tokio::time::sleep_until;
 use tokio_tungstenite::WebSocketStream;
@@ -39,7 +57,9 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-type Ws = WebSocketStream<TcpStream>;
+use wire::{Conn, FrameSink, Scanner};
+
+type Ws = WebSocketStream<Conn>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Hello {
@@ -104,12 +124,21 @@ struct Args {
     /// Protocol: `switchboard` (default) or `none` for plain broadcast servers.
     #[arg(long, value_enum, default_value_t = Hello::Switchboard)]
     hello: Hello,
-    /// Generic mode: frame to publish; `$T` = send time µs, `$P` = padding.
-    #[arg(long, default_value = r#"{"t":$T,"p":"$P"}"#)]
+    /// Generic mode: frame to publish; `$S` = sequence number, `$T` = send time µs, `$P` = padding.
+    #[arg(long, default_value = r#"{"s":$S,"t":$T,"p":"$P"}"#)]
     publish_template: String,
-    /// Client read buffer per connection (bytes); tungstenite's default is 128 KiB.
+    /// tungstenite's read buffer per connection during the upgrade/hello (bytes).
     #[arg(long, default_value_t = 4096)]
     read_buffer: usize,
+    /// Subscribers' raw read buffer, one per thread (bytes).
+    #[arg(long, default_value_t = 256 * 1024)]
+    recv_buffer: usize,
+    /// Subscriber threads (one current-thread runtime each; 0 = one per available core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Keep the latency of every Nth sequence number (1 = every message).
+    #[arg(long, default_value_t = 1)]
+    latency_every: u64,
     /// Seconds between progress lines on stderr.
     #[arg(long, default_value_t = 2.0)]
     progress_secs: f64,
@@ -121,6 +150,10 @@ struct Args {
 /// Counters shared by every task.
 struct Shared {
     epoch: Instant,
+    /// Set (before the sockets are shut down) when the run ends.
+    stopping: AtomicBool,
+    /// Subscriber sockets, shut down for reading at the end to wake their readers.
+    sub_fds: Mutex<Vec<RawFd>>,
     subs_ok: AtomicU64,
     subs_failed: AtomicU64,
     delivered: AtomicU64,
@@ -147,6 +180,10 @@ impl Shared {
 
 /// Per-connection settings.
 struct ConnCfg {
+    messages: u64,
+    publishers: u64,
+    latency_every: u64,
+    recv_buffer: usize,
     host: Ipv4Addr,
     port: u16,
     url: String,
@@ -162,6 +199,19 @@ struct ConnCfg {
 struct SubResult {
     connect_us: Option<u64>,
     latencies_us: Vec<u32>,
+    /// Which sequence numbers arrived (bit per message), if any did.
+    seen: Vec<u64>,
+    duplicated: u64,
+    out_of_order: u64,
+    /// Sequence numbers beyond `--messages`.
+    bad_seq: u64,
+    /// Deliveries that carried `t` but no `s` (unchecked).
+    unsequenced: u64,
+    /// Data frames that were not deliveries (no `t` anywhere).
+    other_frames: u64,
+    slow_frames: u64,
+    /// Socket reads that returned data.
+    reads: u64,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -220,7 +270,9 @@ fn parse_url(url: &str) -> Result<(Ipv4Addr, u16), String> {
 }
 
 /// Connects one WebSocket from source address 127.0.0.(1 + idx % K).
-async fn open_ws(cfg: &ConnCfg, idx: usize) -> Result<Ws, String> {
+/// `limited`: keep tungstenite from reading past the frames it is asked for
+/// (subscribers, whose reads are taken over afterwards).
+async fn open_ws(cfg: &ConnCfg, idx: usize, limited: bool) -> Result<Ws, String> {
     let src = Ipv4Addr::new(127, 0, 0, 1 + (idx % cfg.source_ips.max(1) as usize) as u8);
     let sock = TcpSocket::new_v4().map_err(|e| format!("socket: {:?}", e.kind()))?;
     let _ = sock.set_reuseaddr(true);
@@ -242,7 +294,8 @@ async fn open_ws(cfg: &ConnCfg, idx: usize) -> Result<Ws, String> {
             HeaderValue::from_static("switchboard.v1.json"),
         );
     }
-    let (ws, _resp) = tokio_tungstenite::client_async_with_config(req, stream, Some(cfg.ws_config))
+    let conn = Conn::new(stream, limited);
+    let (ws, _resp) = tokio_tungstenite::client_async_with_config(req, conn, Some(cfg.ws_config))
         .await
         .map_err(|e| match e {
             WsError::Http(r) => format!("http_{}", r.status().as_u16()),
@@ -290,7 +343,7 @@ async fn expect_frame(ws: &mut Ws, want: &str, stage: &str) -> Result<Value, Str
 
 /// TCP + upgrade (+ welcome + subscribe for Switchboard).
 async fn establish_subscriber(cfg: &ConnCfg, idx: usize) -> Result<Ws, String> {
-    let mut ws = open_ws(cfg, idx).await?;
+    let mut ws = open_ws(cfg, idx, true).await?;
     if cfg.hello == Hello::Switchboard {
         expect_frame(&mut ws, "welcome", "welcome").await?;
         let sub = json!({"type": "subscribe", "room": cfg.room, "id": 1}).to_string();
@@ -302,41 +355,195 @@ async fn establish_subscriber(cfg: &ConnCfg, idx: usize) -> Result<Ws, String> {
     Ok(ws)
 }
 
-/// Parses the digits after `"t":` starting at `from`.
-fn find_t(s: &str, from: usize) -> Option<u64> {
-    let rel = s.get(from..)?.find("\"t\":")?;
-    let b = &s.as_bytes()[from + rel + 4..];
+/// Parses the digits after `key` in `b`, looking at `*hint` first (the
+/// offset where the key was in the previous frame) and searching otherwise.
+fn num_after(b: &[u8], key: &[u8], hint: &mut usize) -> Option<u64> {
+    let at = if b.get(*hint..*hint + key.len()) == Some(key) {
+        *hint
+    } else {
+        let i = memchr::memmem::find(b, key)?;
+        *hint = i;
+        i
+    };
     let mut v: u64 = 0;
     let mut n = 0;
-    for &c in b.iter().skip_while(|c| **c == b' ') {
+    for &c in b[at + key.len()..].iter().skip_while(|c| **c == b' ') {
         if c.is_ascii_digit() {
-            v = v * 10 + (c - b'0') as u64;
+            v = v.wrapping_mul(10).wrapping_add((c - b'0') as u64);
             n += 1;
         } else {
-            break;
+            // Digits must end inside `b`: a number cut by the prefix's end is not read.
+            return (n > 0).then_some(v);
         }
     }
-    (n > 0).then_some(v)
+    None
 }
 
-/// Send time of a delivered message, if the frame is one.
-fn delivered_t(s: &str, hello: Hello) -> Option<u64> {
-    match hello {
-        Hello::None => find_t(s, 0),
-        Hello::Switchboard => {
-            // Fast path for the server's own key order; key order is not
-            // significant in the protocol, so fall back to parsing.
-            if s.starts_with("{\"type\":\"message\"") {
-                let d = s.find("\"data\":")?;
-                return find_t(s, d);
-            }
-            let v: Value = serde_json::from_str(s).ok()?;
-            if v.get("type")?.as_str()? != "message" {
-                return None;
-            }
-            v.get("data")?.get("t")?.as_u64()
+/// `s` and `t` of a delivered message: `Some((s, t))` when `t` was found.
+type Found = Option<(Option<u64>, u64)>;
+
+/// A subscriber's view of its frames: counts, latency, the sequence check.
+struct Track {
+    hello: Hello,
+    messages: u64,
+    publishers: u64,
+    latency_every: u64,
+    /// Time of the current read (µs since the epoch).
+    now: u64,
+    /// Deliveries since the counters were last shared.
+    batch: u64,
+    res: SubResult,
+    /// Per publisher: highest sequence number seen + 1 (0 = none yet).
+    last: Vec<u64>,
+    hint_data: usize,
+    hint_s: usize,
+    hint_t: usize,
+    pong: Option<Vec<u8>>,
+    closed: Option<String>,
+    error_frames: Vec<String>,
+}
+
+impl Track {
+    fn new(cfg: &ConnCfg) -> Self {
+        Track {
+            hello: cfg.hello,
+            messages: cfg.messages,
+            publishers: cfg.publishers.max(1),
+            latency_every: cfg.latency_every.max(1),
+            now: 0,
+            batch: 0,
+            res: SubResult::default(),
+            last: Vec::new(),
+            hint_data: 0,
+            hint_s: 0,
+            hint_t: 0,
+            pong: None,
+            closed: None,
+            error_frames: Vec::new(),
         }
     }
+
+    /// Fast path: `s` / `t` from the first bytes of a frame.
+    fn scan(&mut self, b: &[u8]) -> Found {
+        let d = match self.hello {
+            Hello::None => b,
+            Hello::Switchboard => {
+                if !b.starts_with(b"{\"type\":\"message\"") {
+                    return None;
+                }
+                const K: &[u8] = b"\"data\":";
+                let h = self.hint_data;
+                let i = if b.get(h..h + K.len()) == Some(K) {
+                    h
+                } else {
+                    memchr::memmem::find(b, K)?
+                };
+                self.hint_data = i;
+                &b[i + K.len()..]
+            }
+        };
+        let t = num_after(d, b"\"t\":", &mut self.hint_t)?;
+        Some((num_after(d, b"\"s\":", &mut self.hint_s), t))
+    }
+
+    /// Slow path: the whole payload, parsed as JSON.
+    fn parse_whole(&mut self, b: &[u8]) -> Found {
+        let v: Value = serde_json::from_slice(b).ok()?;
+        let d = match self.hello {
+            Hello::None => &v,
+            Hello::Switchboard => match v.get("type").and_then(Value::as_str) {
+                Some("message") => v.get("data")?,
+                Some("error") => {
+                    self.error_frames.push(format!(
+                        "subscriber: error_{}",
+                        v.get("code").unwrap_or(&Value::Null)
+                    ));
+                    return None;
+                }
+                _ => return None,
+            },
+        };
+        Some((d.get("s").and_then(Value::as_u64), d.get("t")?.as_u64()?))
+    }
+
+    fn record(&mut self, s: Option<u64>, t: u64) {
+        self.batch += 1;
+        let r = &mut self.res;
+        if s.is_none_or(|s| s % self.latency_every == 0) {
+            r.latencies_us
+                .push(self.now.saturating_sub(t).min(u32::MAX as u64) as u32);
+        }
+        let Some(s) = s else {
+            r.unsequenced += 1;
+            return;
+        };
+        if s >= self.messages {
+            r.bad_seq += 1;
+            return;
+        }
+        if r.seen.is_empty() {
+            r.seen = vec![0; self.messages.div_ceil(64) as usize];
+            self.last = vec![0; self.publishers as usize];
+        }
+        let (w, bit) = ((s / 64) as usize, 1u64 << (s % 64));
+        if r.seen[w] & bit != 0 {
+            r.duplicated += 1;
+            return;
+        }
+        r.seen[w] |= bit;
+        let last = &mut self.last[(s % self.publishers) as usize];
+        if s + 1 < *last {
+            r.out_of_order += 1;
+        } else {
+            *last = s + 1;
+        }
+    }
+}
+
+impl FrameSink for Track {
+    fn data(&mut self, bytes: &[u8], whole: bool) -> bool {
+        let found = if whole {
+            self.scan(bytes).or_else(|| self.parse_whole(bytes))
+        } else {
+            self.scan(bytes)
+        };
+        match found {
+            Some((s, t)) => {
+                self.record(s, t);
+                false
+            }
+            None if whole => {
+                self.res.other_frames += 1;
+                false
+            }
+            None => true,
+        }
+    }
+    fn control(&mut self, opcode: u8, payload: &[u8]) {
+        match opcode {
+            9 => self.pong = Some(payload.to_vec()),
+            8 => {
+                self.closed = Some(if payload.len() >= 2 {
+                    format!("close_{}", u16::from_be_bytes([payload[0], payload[1]]))
+                } else {
+                    "close_none".into()
+                })
+            }
+            _ => {}
+        }
+    }
+}
+
+thread_local! {
+    /// The subscribers' raw read buffer, one per thread.
+    static RECV_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+enum ReadEnd {
+    /// Nothing more to read now.
+    Idle,
+    Eof,
+    Failed(String),
 }
 
 async fn subscriber(
@@ -346,10 +553,9 @@ async fn subscriber(
     gate: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
 ) -> SubResult {
-    let mut res = SubResult::default();
     let permit = tokio::select! {
         p = gate.acquire_owned() => p.expect("gate"),
-        _ = stop.wait_for(|s| *s) => return res,
+        _ = stop.wait_for(|s| *s) => return SubResult::default(),
     };
     let t0 = Instant::now();
     let est = tokio::select! {
@@ -357,7 +563,7 @@ async fn subscriber(
         _ = stop.wait_for(|s| *s) => {
             Shared::bump(&shared.failures, "stopped_while_connecting".into());
             shared.subs_failed.fetch_add(1, Ordering::Relaxed);
-            return res;
+            return SubResult::default();
         }
     };
     drop(permit);
@@ -366,66 +572,142 @@ async fn subscriber(
         Ok(Err(reason)) => {
             Shared::bump(&shared.failures, reason);
             shared.subs_failed.fetch_add(1, Ordering::Relaxed);
-            return res;
+            return SubResult::default();
         }
         Err(_) => {
             Shared::bump(&shared.failures, "timeout".into());
             shared.subs_failed.fetch_add(1, Ordering::Relaxed);
-            return res;
+            return SubResult::default();
         }
     };
-    res.connect_us = Some(t0.elapsed().as_micros() as u64);
+    let mut tr = Track::new(&cfg);
+    tr.res.connect_us = Some(t0.elapsed().as_micros() as u64);
     shared.subs_ok.fetch_add(1, Ordering::Relaxed);
+    shared
+        .sub_fds
+        .lock()
+        .unwrap()
+        .push(ws.get_ref().tcp.as_raw_fd());
 
-    loop {
-        tokio::select! {
-            biased;
-            m = ws.next() => match m {
-                Some(Ok(Message::Text(t))) => {
-                    if let Some(sent) = delivered_t(t.as_str(), cfg.hello) {
-                        let now = shared.now_us();
-                        res.latencies_us.push(now.saturating_sub(sent).min(u32::MAX as u64) as u32);
-                        shared.delivered.fetch_add(1, Ordering::Relaxed);
-                        shared.last_delivery_us.fetch_max(now, Ordering::Relaxed);
+    // From here on the socket is read raw; tungstenite only writes (pongs).
+    let mut sc = Scanner::default();
+    let leftover = std::mem::take(&mut ws.get_mut().pending);
+    ws.get_mut().limited = false;
+    tr.now = shared.now_us();
+    let mut end = match sc.feed(&leftover, &mut tr) {
+        Ok(()) => None,
+        Err(e) => Some(format!("subscriber: protocol_error: {e}")),
+    };
+    drop(leftover);
+    let buf_len = cfg.recv_buffer.max(4096);
+    while end.is_none() && !shared.stopping.load(Ordering::SeqCst) {
+        if tr.batch > 0 {
+            shared.delivered.fetch_add(tr.batch, Ordering::Relaxed);
+            shared.last_delivery_us.fetch_max(tr.now, Ordering::Relaxed);
+            tr.batch = 0;
+        }
+        for e in tr.error_frames.drain(..) {
+            Shared::bump(&shared.events, e);
+        }
+        if let Some(reason) = tr.closed.take() {
+            end = Some(format!("subscriber: {reason}"));
+            break;
+        }
+        if let Some(p) = tr.pong.take()
+            && let Err(e) = ws.send(Message::Pong(p.into())).await
+        {
+            end = Some(format!("subscriber: pong: {e}"));
+            break;
+        }
+        let tcp = &ws.get_ref().tcp;
+        if let Err(e) = tcp.readable().await {
+            end = Some(format!("subscriber: io: {:?}", e.kind()));
+            break;
+        }
+        let r = RECV_BUF.with(|b| {
+            let mut b = b.borrow_mut();
+            if b.len() < buf_len {
+                b.resize(buf_len, 0);
+            }
+            loop {
+                match tcp.try_read(&mut b[..]) {
+                    Ok(0) => return ReadEnd::Eof,
+                    Ok(n) => {
+                        tr.res.reads += 1;
+                        tr.now = shared.now_us();
+                        if let Err(e) = sc.feed(&b[..n], &mut tr) {
+                            return ReadEnd::Failed(format!("protocol_error: {e}"));
+                        }
+                        if tr.closed.is_some() || tr.pong.is_some() {
+                            return ReadEnd::Idle;
+                        }
                     }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return ReadEnd::Idle,
+                    Err(e) => return ReadEnd::Failed(format!("io: {:?}", e.kind())),
                 }
-                Some(Ok(m @ Message::Close(_))) => {
-                    Shared::bump(&shared.events, format!("subscriber: {}", close_reason(&m).unwrap_or_default()));
-                    break;
-                }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => {
-                    Shared::bump(&shared.events, format!("subscriber: ws_error: {e}"));
-                    break;
-                }
-                None => {
-                    Shared::bump(&shared.events, "subscriber: eof".into());
-                    break;
-                }
-            },
-            _ = stop.wait_for(|s| *s) => break,
+            }
+        });
+        match r {
+            ReadEnd::Idle => {}
+            ReadEnd::Eof if shared.stopping.load(Ordering::SeqCst) => {}
+            ReadEnd::Eof => end = Some("subscriber: eof".into()),
+            ReadEnd::Failed(e) => end = Some(format!("subscriber: {e}")),
         }
     }
-    // Keep the socket open until told to stop, so RSS is measured with it held.
+    if tr.batch > 0 {
+        shared.delivered.fetch_add(tr.batch, Ordering::Relaxed);
+        shared.last_delivery_us.fetch_max(tr.now, Ordering::Relaxed);
+        tr.batch = 0;
+    }
+    for e in tr.error_frames.drain(..) {
+        Shared::bump(&shared.events, e);
+    }
+    if let Some(e) = end {
+        Shared::bump(&shared.events, e);
+    }
+    // Keep the socket open until told to stop, so RSS is measured with it
+    // held (and so that its descriptor stays valid for the final shutdown).
     if !*stop.borrow() {
         let _ = stop.wait_for(|s| *s).await;
     }
-    res
+    tr.res.slow_frames = sc.slow_frames;
+    drop(ws);
+    tr.res
+}
+
+/// Data JSON padded so that it is `payload` bytes: `{"s":S,"t":T,"p":"xx…"}`.
+fn pad_len(payload: usize, s: u64, t: u64) -> usize {
+    let fixed = r#"{"s":,"t":,"p":""}"#.len() + s.to_string().len() + t.to_string().len();
+    payload.saturating_sub(fixed)
 }
 
 /// Builds the frame of one publish.
-fn publish_frame(args: &Args, id: u64, t: u64, pad: &str) -> String {
+fn publish_frame(args: &Args, id: u64, seq: u64, t: u64, pad: &str) -> String {
     match args.hello {
         Hello::Switchboard => {
             let room = serde_json::to_string(&args.room).unwrap();
             format!(
-                r#"{{"type":"publish","room":{room},"id":{id},"data":{{"t":{t},"p":"{pad}"}}}}"#
+                r#"{{"type":"publish","room":{room},"id":{id},"data":{{"s":{seq},"t":{t},"p":"{pad}"}}}}"#
             )
         }
         Hello::None => args
             .publish_template
+            .replace("$S", &seq.to_string())
             .replace("$T", &t.to_string())
             .replace("$P", pad),
+    }
+}
+
+/// What a publisher reports: how many it sent, which were accepted.
+#[derive(Default)]
+struct PubResult {
+    /// Bit i: message i of this publisher was acked (Switchboard) or sent (generic).
+    accepted: Vec<u64>,
+}
+
+fn set_bit(bits: &mut [u64], i: u64) {
+    if let Some(w) = bits.get_mut((i / 64) as usize) {
+        *w |= 1 << (i % 64);
     }
 }
 
@@ -433,6 +715,7 @@ fn publish_frame(args: &Args, id: u64, t: u64, pad: &str) -> String {
 /// One publisher connection: sends `count` messages paced at `rate` (0 = flat out).
 async fn publisher(
     pidx: usize,
+    npub: u64,
     mut ws: Ws,
     args: Arc<Args>,
     shared: Arc<Shared>,
@@ -440,13 +723,15 @@ async fn publisher(
     rate: f64,
     start: tokio::time::Instant,
     deadline: tokio::time::Instant,
-) {
+) -> PubResult {
+    // Message i of publisher p carries sequence number i * npub + p: together
+    // the publishers cover 0..--messages exactly.
+    let seq_of = |i: u64| i * npub + pidx as u64;
+    let acked_bits = Mutex::new(vec![0u64; count.div_ceil(64) as usize]);
+    let published = AtomicU64::new(0);
     // `data` is {"t":T,"p":"xx…"}, padded so that its JSON text is `--payload` bytes.
     let pad_full = "x".repeat(args.payload);
-    let pad_for = |t: u64| {
-        let fixed = r#"{"t":,"p":""}"#.len() + t.to_string().len();
-        &pad_full[..args.payload.saturating_sub(fixed)]
-    };
+    let pad_for = |s: u64, t: u64| &pad_full[..pad_len(args.payload, s, t)];
     let window = if args.window == 0 {
         Semaphore::MAX_PERMITS
     } else {
@@ -461,14 +746,16 @@ async fn publisher(
         let slots = slots.clone();
         let shared = shared.clone();
         let outstanding = outstanding.clone();
+        let acked_bits = &acked_bits;
         async move {
+            let mut ht = 0;
             while let Some(m) = stream.next().await {
                 match m {
                     Ok(Message::Text(t)) => {
                         let s = t.as_str();
                         if generic {
                             // Our own broadcast copy (or anyone's): frees a slot.
-                            if find_t(s, 0).is_some() {
+                            if num_after(s.as_bytes(), b"\"t\":", &mut ht).is_some() {
                                 shared.acked.fetch_add(1, Ordering::Relaxed);
                                 outstanding.fetch_sub(1, Ordering::Relaxed);
                                 slots.add_permits(1);
@@ -483,6 +770,9 @@ async fn publisher(
                                 shared.acked.fetch_add(1, Ordering::Relaxed);
                                 outstanding.fetch_sub(1, Ordering::Relaxed);
                                 slots.add_permits(1);
+                                if let Some(id) = v.get("id").and_then(Value::as_u64) {
+                                    set_bit(&mut acked_bits.lock().unwrap(), id.wrapping_sub(1));
+                                }
                             }
                             Some("error") => {
                                 let code = v.get("code").cloned().unwrap_or(Value::Null);
@@ -541,12 +831,14 @@ async fn publisher(
             permit.forget();
             let t = shared.now_us();
             shared.first_publish_us.fetch_min(t, Ordering::Relaxed);
-            let frame = publish_frame(&args, i + 1, t, pad_for(t));
+            let seq = seq_of(i);
+            let frame = publish_frame(&args, i + 1, seq, t, pad_for(seq, t));
             outstanding.fetch_add(1, Ordering::Relaxed);
             if sink.feed(Message::text(frame)).await.is_err() {
                 return;
             }
             shared.published.fetch_add(1, Ordering::Relaxed);
+            published.fetch_add(1, Ordering::Relaxed);
             if i % 64 == 63 {
                 let _ = sink.flush().await;
             }
@@ -578,6 +870,79 @@ async fn publisher(
     // A short grace lets late acks or a close frame be counted.
     if !reader_done {
         let _ = tokio::time::timeout(Duration::from_millis(200), &mut reader).await;
+    }
+    let published = published.load(Ordering::Relaxed);
+    let mut accepted = acked_bits.into_inner().unwrap();
+    if generic {
+        // No acks: every message sent is expected everywhere.
+        for i in 0..published {
+            set_bit(&mut accepted, i);
+        }
+    }
+    PubResult { accepted }
+}
+
+/// The per-subscriber sequence check, summed over subscribers.
+#[derive(Default)]
+struct Check {
+    subscribers: u64,
+    complete: u64,
+    lost: u64,
+    duplicated: u64,
+    out_of_order: u64,
+    not_expected: u64,
+    bad_seq: u64,
+    unsequenced: u64,
+    other_frames: u64,
+    slow_frames: u64,
+    /// Socket reads that returned data.
+    reads: u64,
+}
+
+impl Check {
+    fn add(&mut self, r: &SubResult, expected: &[u64], expected_n: u64) {
+        self.subscribers += 1;
+        let (mut got, mut extra) = (0u64, 0u64);
+        for (i, &e) in expected.iter().enumerate() {
+            let s = r.seen.get(i).copied().unwrap_or(0);
+            got += (s & e).count_ones() as u64;
+            extra += (s & !e).count_ones() as u64;
+        }
+        let lost = expected_n - got;
+        self.lost += lost;
+        self.not_expected += extra;
+        self.duplicated += r.duplicated;
+        self.out_of_order += r.out_of_order;
+        self.bad_seq += r.bad_seq;
+        self.unsequenced += r.unsequenced;
+        self.other_frames += r.other_frames;
+        self.slow_frames += r.slow_frames;
+        self.reads += r.reads;
+        if lost == 0 && r.duplicated == 0 && r.out_of_order == 0 && r.bad_seq == 0 {
+            self.complete += 1;
+        }
+    }
+
+    fn report(&self, expected_n: u64) -> Value {
+        json!({
+            "expected_per_subscriber": expected_n,
+            "subscribers": self.subscribers,
+            "subscribers_complete": self.complete,
+            "lost": self.lost,
+            "duplicated": self.duplicated,
+            "out_of_order": self.out_of_order,
+            "delivered_not_accepted": self.not_expected,
+            "bad_seq": self.bad_seq,
+            "unsequenced": self.unsequenced,
+            "other_frames": self.other_frames,
+            "slow_path_frames": self.slow_frames,
+            "nothing_lost": self.subscribers > 0
+                && self.lost == 0
+                && self.duplicated == 0
+                && self.out_of_order == 0
+                && self.bad_seq == 0
+                && self.unsequenced == 0,
+        })
     }
 }
 
@@ -632,9 +997,51 @@ async fn wait_with_progress<F: Fn() -> bool>(
     }
 }
 
-#[tokio::main]
-async fn main() {
-    let args = Arc::new(Args::parse());
+/// User + system CPU time of this process, in seconds.
+fn self_cpu_secs() -> f64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return 0.0;
+    }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// Starts `n` threads, each driving a current-thread runtime for subscribers.
+fn start_workers(n: usize) -> Vec<Handle> {
+    (0..n)
+        .map(|i| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let h = rt.handle().clone();
+            std::thread::Builder::new()
+                .name(format!("sub-{i}"))
+                .spawn(move || rt.block_on(std::future::pending::<()>()))
+                .expect("thread");
+            h
+        })
+        .collect()
+}
+
+fn main() {
+    let args = Args::parse();
+    let threads = if args.threads > 0 {
+        args.threads
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    };
+    let workers = start_workers(threads);
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(run(Arc::new(args), workers));
+}
+
+async fn run(args: Arc<Args>, workers: Vec<Handle>) {
     let epoch = Instant::now();
     let (host, port) = match parse_url(&args.url) {
         Ok(v) => v,
@@ -668,6 +1075,8 @@ async fn main() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(args.duration_limit);
     let shared = Arc::new(Shared {
         epoch,
+        stopping: AtomicBool::new(false),
+        sub_fds: Mutex::new(Vec::with_capacity(args.connections)),
         subs_ok: AtomicU64::new(0),
         subs_failed: AtomicU64::new(0),
         delivered: AtomicU64::new(0),
@@ -680,6 +1089,10 @@ async fn main() {
         publish_errors: Mutex::new(BTreeMap::new()),
     });
     let cfg = Arc::new(ConnCfg {
+        messages: args.messages,
+        publishers: args.publishers.max(1) as u64,
+        latency_every: args.latency_every,
+        recv_buffer: args.recv_buffer,
         host,
         port,
         url: args.url.clone(),
@@ -702,7 +1115,7 @@ async fn main() {
     let t_connect = Instant::now();
     let mut subs = Vec::with_capacity(args.connections);
     for i in 0..args.connections {
-        subs.push(tokio::spawn(subscriber(
+        subs.push(workers[i % workers.len()].spawn(subscriber(
             i,
             cfg.clone(),
             shared.clone(),
@@ -736,6 +1149,8 @@ async fn main() {
     );
 
     let mut phase_stats: Option<(ProcStat, ProcStat)> = None;
+    let mut self_phase: Option<f64> = None;
+    let mut pub_results: Vec<PubResult> = Vec::new();
     let mut pub_report = serde_json::Map::new();
     if let Some(idle) = args.idle_secs {
         let until = (tokio::time::Instant::now() + Duration::from_secs_f64(idle)).min(deadline);
@@ -748,7 +1163,7 @@ async fn main() {
             let idx = args.connections + p;
             let r = tokio::select! {
                 r = tokio::time::timeout(cfg.timeout, async move {
-                    let mut ws = open_ws(&c, idx).await?;
+                    let mut ws = open_ws(&c, idx, false).await?;
                     if c.hello == Hello::Switchboard {
                         expect_frame(&mut ws, "welcome", "welcome").await?;
                     }
@@ -764,6 +1179,7 @@ async fn main() {
         }
         let np = pubs.len();
         let phase_before = read_proc(args.server_pid);
+        let self_phase_before = self_cpu_secs();
         let start = tokio::time::Instant::now() + Duration::from_millis(50);
         let mut handles = Vec::new();
         for (p, ws) in pubs.into_iter().enumerate() {
@@ -776,6 +1192,7 @@ async fn main() {
             };
             handles.push(tokio::spawn(publisher(
                 p,
+                np as u64,
                 ws,
                 args.clone(),
                 shared.clone(),
@@ -785,9 +1202,10 @@ async fn main() {
                 deadline,
             )));
         }
-        let all_pubs = async {
+        let pub_results_ref = &mut pub_results;
+        let all_pubs = async move {
             for h in handles {
-                let _ = h.await;
+                pub_results_ref.push(h.await.unwrap_or_default());
             }
         };
         let pubs_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -843,6 +1261,7 @@ async fn main() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let phase_after = read_proc(args.server_pid);
+        self_phase = Some(self_cpu_secs() - self_phase_before);
         if let (Some(b), Some(a)) = (phase_before, phase_after) {
             phase_stats = Some((b, a));
         }
@@ -853,15 +1272,36 @@ async fn main() {
     let after = read_proc(args.server_pid);
     let hit_limit = tokio::time::Instant::now() >= deadline;
 
-    // Stop every connection and gather results.
+    // Stop every connection and gather results. Readers wait in
+    // `readable()`: shutting their sockets down for reading wakes them.
+    shared.stopping.store(true, Ordering::SeqCst);
+    for &fd in shared.sub_fds.lock().unwrap().iter() {
+        // SAFETY: every descriptor listed belongs to a subscriber that keeps
+        // its socket open until `stop_tx` below.
+        unsafe { libc::shutdown(fd, libc::SHUT_RD) };
+    }
     let _ = stop_tx.send(true);
     let mut connect_us = Vec::with_capacity(subs.len());
     let mut lat: Vec<u64> = Vec::new();
+    // Which sequence numbers every subscriber should have.
+    let messages = args.messages;
+    let mut expected_bits = vec![0u64; messages.div_ceil(64) as usize];
+    let np = pub_results.len().max(1) as u64;
+    for (p, r) in pub_results.iter().enumerate() {
+        for i in 0..r.accepted.len() as u64 * 64 {
+            if r.accepted[(i / 64) as usize] & (1 << (i % 64)) != 0 {
+                set_bit(&mut expected_bits, i * np + p as u64);
+            }
+        }
+    }
+    let expected_n: u64 = expected_bits.iter().map(|w| w.count_ones() as u64).sum();
+    let mut chk = Check::default();
     let gather = async {
         for h in subs {
             if let Ok(r) = h.await {
                 if let Some(c) = r.connect_us {
                     connect_us.push(c);
+                    chk.add(&r, &expected_bits, expected_n);
                 }
                 lat.extend(r.latencies_us.iter().map(|&x| x as u64));
             }
@@ -935,6 +1375,7 @@ async fn main() {
                 "max": ms(lat.last().copied()),
             }),
         );
+        pub_report.insert("check".into(), chk.report(expected_n));
         report.insert("publish".into(), Value::Object(pub_report));
     }
     report.insert("events".into(), json!(&*shared.events.lock().unwrap()));
@@ -974,6 +1415,25 @@ async fn main() {
             json!(round2((a.cpu_ticks - b.cpu_ticks) as f64 / tck)),
         );
     }
+    let mut lg = json!({
+        "threads": workers.len(),
+        "cpu_secs_total": round2(self_cpu_secs()),
+    });
+    if let Some(c) = self_phase {
+        lg["cpu_secs_publish_phase"] = json!((c * 1000.0).round() / 1000.0);
+        lg["cpu_us_per_delivery"] = if delivered > 0 {
+            json!((c * 1e6 / delivered as f64 * 1000.0).round() / 1000.0)
+        } else {
+            Value::Null
+        };
+    }
+    lg["subscriber_reads"] = json!(chk.reads);
+    lg["deliveries_per_read"] = if chk.reads > 0 {
+        json!(round2(delivered as f64 / chk.reads as f64))
+    } else {
+        Value::Null
+    };
+    report.insert("loadgen".into(), lg);
     report.insert("hit_duration_limit".into(), json!(hit_limit));
     report.insert(
         "elapsed_secs".into(),

@@ -4,7 +4,7 @@
 //! bounded in time.
 //!
 //! `sb-measure footprint` (fixed sizes of one connection) ·
-//! `sb-measure lock SUBS MSGS PAYLOAD` (time under the hub lock per publish and per delivery) ·
+//! `sb-measure lock SUBS MSGS PAYLOAD [THREADS]` (time under the hub lock per publish and per delivery; deliveries per second of THREADS publishers, each to a room of its own) ·
 //! `sb-measure idle URL PID N` · `sb-measure fanout URL PID SUBS MSGS` ·
 //! `sb-measure rooms URL PID ROOMS MSGS` (history memory: MSGS messages of
 //! 100 B into each of ROOMS rooms of namespace `bench`; run the server with
@@ -71,22 +71,27 @@ async fn open_many(url: &str, n: usize) -> anyhow::Result<Vec<Ws>> {
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("lock") {
-        // sb-measure lock SUBSCRIBERS MESSAGES PAYLOAD
+        // sb-measure lock SUBSCRIBERS MESSAGES PAYLOAD [THREADS]
         let n = |i: usize, d: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(d);
-        let (subs, msgs, payload) = (n(2, 1000), n(3, 2000), n(4, 100));
-        let (held, delivered) = switchboard_server::measure_lock(
+        let (subs, msgs, payload, threads) = (n(2, 1000), n(3, 2000), n(4, 100), n(5, 1));
+        let m = switchboard_server::measure_lock(
             switchboard_tokio::Tokio::default(),
+            threads,
             subs,
             msgs,
             payload,
         );
-        let per_publish = held.as_secs_f64() / msgs as f64;
-        let per_delivery = held.as_secs_f64() / delivered.max(1) as f64;
+        let publishes = (msgs * threads) as f64;
+        let per_delivery =
+            |d: std::time::Duration| d.as_secs_f64() * 1e9 / m.delivered.max(1) as f64;
         println!(
-            "{{\"subscribers\":{subs},\"messages\":{msgs},\"delivered\":{delivered},\"lock_us_per_publish\":{:.2},\"lock_ns_per_delivery\":{:.1},\"ceiling_deliveries_per_sec\":{:.0}}}",
-            per_publish * 1e6,
-            per_delivery * 1e9,
-            1.0 / per_delivery
+            "{{\"threads\":{threads},\"subscribers\":{subs},\"messages\":{msgs},\"delivered\":{},\"lock_us_per_publish\":{:.2},\"lock_ns_per_delivery\":{:.1},\"publish_ns_per_delivery\":{:.1},\"lock_ceiling_deliveries_per_sec\":{:.0},\"deliveries_per_sec\":{:.0}}}",
+            m.delivered,
+            m.held.as_secs_f64() * 1e6 / publishes,
+            per_delivery(m.held),
+            per_delivery(m.busy),
+            1e9 / per_delivery(m.held),
+            m.delivered as f64 / m.wall.as_secs_f64(),
         );
         return Ok(());
     }
