@@ -122,7 +122,7 @@ async fn ticker(ctx: RoomContext) {
 
         // A server-side publish: subscribers see `from: null`. JSON text, so
         // JSON clients get it as a `data` value (not `data_b64`).
-        if let Err(e) = ctx.publish(data.to_string()) {
+        if let Err(e) = ctx.publish(data.to_string()).await {
             // Cannot happen for a valid room and a small payload; give up on
             // this room rather than spin.
             tracing::error!(room = ctx.room(), error = %e, "ticker publish failed");

@@ -45,7 +45,7 @@ fn main() -> anyhow::Result<()> {
 async fn counter(ctx: RoomContext) {
     for n in 1u64.. {
         smol::Timer::after(Duration::from_secs(1)).await;
-        if let Err(e) = ctx.publish(format!("{{\"n\":{n}}}")) {
+        if let Err(e) = ctx.publish(format!("{{\"n\":{n}}}")).await {
             tracing::error!(room = ctx.room(), error = %e, "publish failed");
             return;
         }

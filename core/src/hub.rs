@@ -100,6 +100,16 @@ pub type ClientId = heapless::String<24>;
 /// A room epoch.
 pub type Epoch = heapless::String<16>;
 
+/// Which connections [`Hub::disconnect`] closes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Disconnect<'a> {
+    /// Every connection authenticated as this user (`sub`).
+    User(&'a str),
+    /// The connection with this client id (as in its `welcome`).
+    Client(&'a str),
+}
+
 /// Facts of an upgrade request, handed to [`Hub::handle_open`].
 #[derive(Debug, Clone, Copy)]
 pub struct Upgrade<'a> {
@@ -600,6 +610,26 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         &self.config
     }
 
+    /// Sets this node's id, the prefix of its client ids, e.g. one handed
+    /// out by a cluster's store so that client ids are unique cluster-wide
+    /// (PROTOCOL.md §8). 1–8 bytes of `[0-9a-z]`. Call it before the first
+    /// connection.
+    pub fn with_node_id(mut self, id: &str) -> Result<Self, ConfigError> {
+        let ok = (1..=8).contains(&id.len())
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase());
+        if !ok {
+            return Err(ConfigError {
+                key: "node_id",
+                reason: "must be 1-8 bytes of [0-9a-z]",
+            });
+        }
+        self.node.clear();
+        let _ = self.node.push_str(id);
+        Ok(self)
+    }
+
     /// This node's id (the prefix of its client ids).
     pub fn node_id(&self) -> &str {
         &self.node
@@ -1047,6 +1077,33 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                 self.end(id, End::Close(code, reason));
             }
         }
+    }
+
+    /// Closes with 4010 ("disconnected by the application", PROTOCOL.md §6)
+    /// every connection of this hub that `target` names; returns how many.
+    /// A cluster reaches the connections of other nodes by sending the same
+    /// target to each of them (the runtime's control channel).
+    pub fn disconnect(&mut self, target: Disconnect<'_>) -> usize {
+        let mut closed = 0;
+        for key in 0..self.conns.key_bound() {
+            let Some(conn) = self.conns.get(key) else {
+                continue;
+            };
+            let hit = match target {
+                Disconnect::User(user) => conn
+                    .identity
+                    .as_ref()
+                    .and_then(|i| i.user())
+                    .is_some_and(|u| u == user),
+                Disconnect::Client(client) => conn.client.as_str() == client,
+            };
+            if hit && conn.phase != Phase::Ending {
+                let id = ConnId::new(key, conn.generation);
+                self.end(id, End::Close(CloseCode::Disconnected, "disconnected"));
+                closed += 1;
+            }
+        }
+        closed
     }
 
     // ------------------------------------------------------------ outputs

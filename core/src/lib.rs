@@ -22,6 +22,6 @@ pub mod ws;
 
 pub use auth::{AuthError, Authenticator, Identity, UpgradeCredentials};
 pub use config::{Config, NamespaceConfig, SlowConsumerPolicy};
-pub use hub::{Broadcast, ConnId, Hub, Output, Refusal, Upgrade};
+pub use hub::{Broadcast, ConnId, Disconnect, Hub, Output, Refusal, Upgrade};
 pub use protocol::{ClientFrame, Codec, FrameKind, ServerFrame};
 pub use time::{Duration, Instant};

@@ -1481,3 +1481,45 @@ fn client_close_leaves_rooms_and_frees_the_connection() {
     h.drain();
     assert!(h.take(a).is_empty());
 }
+
+// ================================================================ disconnect, node ids
+
+#[test]
+fn disconnect_closes_the_named_user_or_client_with_4010() {
+    use switchboard_core::hub::Disconnect;
+    let mut h = Harness::new(quiet());
+    let (a1, _) = h.connect(P, "user:alice");
+    let (a2, _) = h.connect(P, "user:alice");
+    let (b, bob) = h.connect(P, "user:bob");
+    let (c, _) = h.connect(P, "user:carol");
+    h.send(b, &subscribe("chat:a", 1));
+    h.take(b);
+    assert_eq!(h.hub.disconnect(Disconnect::User("nobody")), 0);
+    assert_eq!(h.hub.disconnect(Disconnect::User("alice")), 2);
+    h.drain();
+    for x in [a1, a2] {
+        assert_eq!(h.take(x).close(), Some(4010));
+    }
+    assert!(h.take(b).is_empty());
+    assert_eq!(h.hub.disconnect(Disconnect::Client(&bob)), 1);
+    h.drain();
+    assert_eq!(h.take(b).close(), Some(4010));
+    assert_eq!(h.vacant, vec!["chat:a".to_string()]);
+    assert!(h.take(c).is_empty());
+    assert_eq!(h.hub.stats().connections, 1);
+}
+
+#[test]
+fn a_node_id_set_by_the_runtime_prefixes_client_ids() {
+    use switchboard_core::hub::Hub;
+    let hub = Hub::<support::TestAuth, support::Store>::new(quiet(), support::TestAuth, 1);
+    for bad in ["", "123456789", "AB", "a-b"] {
+        let hub = Hub::<support::TestAuth, support::Store>::new(quiet(), support::TestAuth, 1);
+        assert!(hub.unwrap().with_node_id(bad).is_err(), "{bad:?}");
+    }
+    let hub = hub.unwrap().with_node_id("n2a").expect("valid id");
+    assert_eq!(hub.node_id(), "n2a");
+    let mut h = Harness::with_hub(hub);
+    let (_, client) = h.connect(P, "user:alice");
+    assert!(client.starts_with("n2a-"), "{client}");
+}

@@ -12,7 +12,7 @@
 //!     let server = ServerBuilder::new(config)
 //!         .producer("ticks:*", |room| async move {
 //!             for i in 0u64.. {
-//!                 let _ = room.publish(i.to_string());
+//!                 let _ = room.publish(i.to_string()).await;
 //!                 smol::Timer::after(std::time::Duration::from_secs(1)).await;
 //!             }
 //!         })

@@ -4,11 +4,15 @@ mod clock;
 mod runtime;
 
 pub mod client;
+pub mod redis;
 
 pub use runtime::{Io, Task, Tokio};
 pub use switchboard_core as core;
 pub use switchboard_server::settings;
-pub use switchboard_server::{CHAT_PAGE, HubHandle, RoomContext, ServerError, init_logging};
+pub use switchboard_server::{
+    CHAT_PAGE, HubHandle, OwnedDisconnect, Published, RoomContext, ServerError, StoreStats,
+    init_logging,
+};
 
 /// Builds a [`Server`] on tokio (see [`switchboard_server::ServerBuilder`]).
 pub type ServerBuilder<A = switchboard_core::auth::NoTokens> =

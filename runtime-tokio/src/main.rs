@@ -5,5 +5,9 @@ use switchboard_tokio::Tokio;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    cli::main::<Tokio>("switchboard", Abilities::default()).await
+    let abilities = Abilities {
+        redis: Some(switchboard_tokio::redis::connect_for_cli),
+        workers: true,
+    };
+    cli::main::<Tokio>("switchboard", abilities).await
 }

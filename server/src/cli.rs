@@ -6,17 +6,29 @@ use anyhow::Context as _;
 use clap::{CommandFactory as _, FromArgMatches as _};
 use switchboard_core::auth::JwtAuthenticator;
 
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+
 use crate::settings::{Cli, Settings};
+use crate::store::Store;
 use crate::{Runtime, ServerBuilder};
+
+/// Connects a binary's cluster store: `(url, hub settings)` to the store.
+pub type StoreConnect =
+    fn(String, switchboard_core::Config) -> BoxFuture<'static, anyhow::Result<Arc<dyn Store>>>;
 
 /// What a binary can do beyond a single in-memory node.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Abilities {
-    /// `--redis` (a cluster through Redis).
-    pub redis: bool,
+    /// `--redis` (a cluster through Redis): how to connect the store.
+    pub redis: Option<StoreConnect>,
     /// `--workers` (several processes on one port).
     pub workers: bool,
 }
+
+/// Set in the environment of the processes that `--workers` starts.
+pub const WORKER_ENV: &str = "SWITCHBOARD_WORKER_OF";
 
 /// Parses the command line and runs the hub on runtime `R` until SIGTERM,
 /// SIGINT or SIGUSR1. Flags the binary cannot do are refused, named.
@@ -25,17 +37,31 @@ pub async fn main<R: Runtime>(binary: &'static str, abilities: Abilities) -> any
     let matches = Cli::command().name(binary).get_matches();
     let settings = Settings::load(Cli::from_arg_matches(&matches)?)?;
     if let Some(url) = &settings.redis
-        && !abilities.redis
+        && abilities.redis.is_none()
     {
         anyhow::bail!(
             "--redis {url}: {binary} cannot cluster through Redis yet; run without --redis for a \
              single in-memory node"
         );
     }
-    if settings.workers.is_some_and(|w| w > 1) && !abilities.workers {
+    let workers = settings.workers.unwrap_or(1);
+    if workers > 1 && !abilities.workers {
         anyhow::bail!(
             "--workers: {binary} cannot run several worker processes yet; run without it"
         );
+    }
+    if workers > 1 && settings.redis.is_none() {
+        anyhow::bail!(
+            "--workers {workers} needs --redis URL: worker processes share their rooms, history \
+             and presence through Redis"
+        );
+    }
+    if workers == 0 {
+        anyhow::bail!("--workers must be at least 1");
+    }
+    let worker = std::env::var_os(WORKER_ENV).is_some();
+    if workers > 1 && !worker {
+        return crate::workers::supervise::<R>(workers, settings.listen).await;
     }
     let mut builder = ServerBuilder::<_, R>::new(settings.hub.clone())
         .chat_page(true)
@@ -43,6 +69,15 @@ pub async fn main<R: Runtime>(binary: &'static str, abilities: Abilities) -> any
         .cookie_name(settings.cookie_name.clone());
     for origin in &settings.allowed_origins {
         builder = builder.allow_origin(origin.clone());
+    }
+    if let (Some(url), Some(connect)) = (&settings.redis, abilities.redis) {
+        let store = connect(url.clone(), settings.hub.clone())
+            .await
+            .with_context(|| format!("--redis {url}"))?;
+        builder = builder.store(store);
+    }
+    if worker {
+        builder = builder.reuse_port(true);
     }
     let server = match &settings.jwt_secret {
         Some(secret) => {

@@ -18,7 +18,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 
 use bytes::Bytes;
 use event_listener::Event as Wakeup;
-use switchboard_core::hub::{Output, OverflowAction, PublishError, Stats};
+use futures_channel::oneshot;
+use switchboard_core::hub::{
+    Disconnect, OpId, Output, OverflowAction, PublishError, Relay, Stats, StoreResult,
+};
 use switchboard_core::protocol::CloseCode;
 use switchboard_core::storage::Growable;
 use switchboard_core::ws::{self, Event, Violation};
@@ -28,6 +31,7 @@ use crate::clock::Clock;
 use crate::outbox::{Ending, Outbox, frame};
 use crate::producer::Producers;
 use crate::runtime::Runtime;
+use crate::store::Store;
 
 /// What a connection task needs from the hub, independent of the
 /// authenticator type.
@@ -46,6 +50,18 @@ pub(crate) trait Engine: Send + Sync + 'static {
     /// Bytes held by unfinished inbound messages.
     fn inbound_bytes(&self) -> usize;
     fn publish(&self, room: &str, data: &[u8], key: Option<&str>) -> Result<u64, PublishError>;
+    /// A server-side publish answered once the store has (any hub).
+    fn publish_request(&self, room: &str, data: &[u8], key: Option<&str>) -> PublishWait;
+    /// The remote store answered operation `op`.
+    fn store_result(&self, op: OpId, result: StoreResult<'_>);
+    /// The remote store's relay delivered something.
+    fn store_relay(&self, relay: Relay<'_>);
+    /// Closes this node's connections named by `target` with 4010.
+    fn disconnect(&self, target: Disconnect<'_>) -> usize;
+    /// The remote store, if the hub has one.
+    fn store(&self) -> Option<Arc<dyn Store>>;
+    /// This node's id (the prefix of its client ids).
+    fn node_id(&self) -> String;
     fn shutdown(&self, code: CloseCode);
     fn stats(&self) -> Stats;
     fn max_queue_bytes(&self) -> usize;
@@ -61,6 +77,8 @@ struct State<A: Authenticator, R: Runtime> {
     scheduled: Option<Instant>,
     /// The next ticket of each stripe.
     tickets: [u64; STRIPES],
+    /// Server-side publishes waiting for `Output::Published`, by op id.
+    published: HashMap<u64, oneshot::Sender<Published>>,
 }
 
 /// Stripes of outboxes (a connection's stripe follows from its slot: runs
@@ -123,6 +141,25 @@ struct Plan {
     tickets: [u64; STRIPES],
     /// Connections whose outbox refused a frame.
     overflowed: Vec<ConnId>,
+}
+
+/// The answer to a server-side publish: the room's epoch and the offset.
+pub(crate) type Published = Result<(String, u64), PublishError>;
+
+/// A server-side publish on its way: refused at once, or waiting for its answer.
+pub(crate) enum PublishWait {
+    Done(Published),
+    Waiting(oneshot::Receiver<Published>),
+}
+
+impl PublishWait {
+    pub(crate) async fn wait(self) -> Published {
+        match self {
+            PublishWait::Done(r) => r,
+            // A dropped sender: the hub was dropped with the request.
+            PublishWait::Waiting(rx) => rx.await.unwrap_or(Err(PublishError::Unavailable)),
+        }
+    }
 }
 
 impl Plan {
@@ -192,6 +229,9 @@ pub(crate) struct Shared<A: Authenticator, R: Runtime> {
     inbound: AtomicIsize,
     rt: R,
     me: Weak<Self>,
+    store: Option<Arc<dyn Store>>,
+    /// The hub's node id (read without the lock: producers start under it).
+    node: String,
 }
 
 impl<A, R> Shared<A, R>
@@ -200,10 +240,11 @@ where
     A::Identity: Send,
     R: Runtime,
 {
-    pub(crate) fn new(hub: Hub<A, Growable>, rt: R) -> Arc<Self> {
+    pub(crate) fn new(hub: Hub<A, Growable>, rt: R, store: Option<Arc<dyn Store>>) -> Arc<Self> {
         let config = hub.config();
         let max_queue_bytes = config.max_queue_bytes;
         let limits = (config.max_frame, config.max_fragments);
+        let node = hub.node_id().to_owned();
         Arc::new_cyclic(|me| Shared {
             state: Mutex::new(State {
                 hub,
@@ -211,6 +252,7 @@ where
                 running: HashMap::new(),
                 scheduled: None,
                 tickets: [0; STRIPES],
+                published: HashMap::new(),
             }),
             stripes: Default::default(),
             clock: Clock::new(),
@@ -221,6 +263,8 @@ where
             inbound: AtomicIsize::new(0),
             rt,
             me: me.clone(),
+            store,
+            node,
         })
     }
 
@@ -388,6 +432,7 @@ where
             hub,
             producers,
             running,
+            published,
             ..
         } = state;
         while let Some(output) = hub.poll_output() {
@@ -438,6 +483,9 @@ where
                     plan.end(conn, Ending::Drop);
                 }
                 Output::RoomOccupied { room } => {
+                    if let Some(store) = &self.store {
+                        store.listen(room);
+                    }
                     let Some(me) = self.me.upgrade() else {
                         continue;
                     };
@@ -449,11 +497,20 @@ where
                 Output::RoomVacant { room } => {
                     // Dropping the tasks cancels them.
                     running.remove(room);
+                    if let Some(store) = &self.store {
+                        store.unlisten(room);
+                    }
                 }
-                // This engine's hub keeps its store in memory and publishes
-                // with `Hub::publish_keyed`: neither is ever emitted.
-                Output::Store(_) | Output::Published { .. } => {
-                    debug_assert!(false, "remote-store output from an in-memory hub");
+                Output::Store(op) => match &self.store {
+                    Some(store) => store.request(self.clock.now(), op),
+                    None => debug_assert!(false, "remote-store output without a store"),
+                },
+                Output::Published { op, result, .. } => {
+                    if let Some(tx) = published.remove(&op.get()) {
+                        let answer = result.map(|a| (a.epoch.to_owned(), a.offset));
+                        // The publisher may have stopped waiting.
+                        let _gone = tx.send(answer);
+                    }
                 }
             }
         }
@@ -607,6 +664,46 @@ where
         let mut result = Ok(0);
         self.step(|hub, now| result = hub.publish_keyed(now, room, data, key));
         result
+    }
+
+    fn publish_request(&self, room: &str, data: &[u8], key: Option<&str>) -> PublishWait {
+        let mut wait = PublishWait::Done(Err(PublishError::Unavailable));
+        self.step_with(|state, now, _| {
+            wait = match state.hub.publish_request(now, room, data, key) {
+                Ok(op) => {
+                    // Registered before the outputs are gathered: an
+                    // in-memory hub answers in this very step.
+                    let (tx, rx) = oneshot::channel();
+                    state.published.insert(op.get(), tx);
+                    PublishWait::Waiting(rx)
+                }
+                Err(e) => PublishWait::Done(Err(e)),
+            };
+            None
+        });
+        wait
+    }
+
+    fn store_result(&self, op: OpId, result: StoreResult<'_>) {
+        self.step(|hub, now| hub.handle_store(now, op, result));
+    }
+
+    fn store_relay(&self, relay: Relay<'_>) {
+        self.step(|hub, now| hub.handle_relay(now, relay));
+    }
+
+    fn disconnect(&self, target: Disconnect<'_>) -> usize {
+        let mut closed = 0;
+        self.step(|hub, _| closed = hub.disconnect(target));
+        closed
+    }
+
+    fn store(&self) -> Option<Arc<dyn Store>> {
+        self.store.clone()
+    }
+
+    fn node_id(&self) -> String {
+        self.node.clone()
     }
 
     fn shutdown(&self, code: CloseCode) {

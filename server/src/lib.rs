@@ -11,6 +11,9 @@ mod outbox;
 mod producer;
 mod runtime;
 mod server;
+mod store;
+#[cfg(feature = "cli")]
+mod workers;
 
 #[cfg(feature = "cli")]
 pub mod cli;
@@ -43,8 +46,10 @@ pub use clock::Clock;
 pub use producer::RoomContext;
 pub use runtime::{Runtime, timeout};
 pub use server::{
-    CHAT_PAGE, HubHandle, Server, ServerBuilder, ServerError, WASM_PACKAGE, WASM_PACKAGE_PATH,
+    CHAT_PAGE, HubHandle, Published, Server, ServerBuilder, ServerError, WASM_PACKAGE,
+    WASM_PACKAGE_PATH,
 };
+pub use store::{OwnedDisconnect, Store, StoreLink, StoreStats};
 pub use switchboard_core as core;
 
 /// The fixed parts of one connection's memory on runtime `R`, in bytes,
@@ -157,7 +162,7 @@ pub fn measure_lock<R: Runtime>(
         config, NoTokens, 7,
     )
     .expect("config");
-    let engine = engine::Shared::new(hub, rt);
+    let engine = engine::Shared::new(hub, rt, None);
     type Outboxes = Vec<(Arc<outbox::Outbox>, VecDeque<bytes::Bytes>)>;
     let mut rooms: Vec<Outboxes> = (0..threads).map(|_| Vec::new()).collect();
     // Subscribers of the rooms interleaved, so that every room spans every

@@ -26,6 +26,7 @@ use crate::engine::{Engine, Shared};
 use crate::outbox::Outbox;
 use crate::producer::{Producers, RoomContext};
 use crate::runtime::{Runtime, timeout};
+use crate::store::{OwnedDisconnect, Store, StoreLink, StoreStats};
 
 /// The example chat page served at `/`.
 pub const CHAT_PAGE: &str = include_str!("../assets/chat.html");
@@ -83,6 +84,8 @@ pub struct ServerBuilder<A, R> {
     chat_page: bool,
     producers: Producers,
     seed: Option<u64>,
+    store: Option<Arc<dyn Store>>,
+    reuse_port: bool,
 }
 
 impl<A, R> std::fmt::Debug for ServerBuilder<A, R> {
@@ -108,6 +111,8 @@ impl<R: Runtime> ServerBuilder<NoTokens, R> {
             chat_page: false,
             producers: Producers::default(),
             seed: None,
+            store: None,
+            reuse_port: false,
         }
     }
 }
@@ -130,6 +135,8 @@ where
             chat_page: self.chat_page,
             producers: self.producers,
             seed: self.seed,
+            store: self.store,
+            reuse_port: self.reuse_port,
         }
     }
 
@@ -163,6 +170,23 @@ where
         self
     }
 
+    /// Keeps offsets, history, presence and idempotency keys in a remote
+    /// `store` shared by the nodes of a cluster (e.g. the Redis store of
+    /// `switchboard-tokio`) instead of in this process. Client ids take the
+    /// store's node id; room producers run once per room per cluster, under
+    /// a lease in the store.
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Binds with `SO_REUSEPORT`, so that several processes (`--workers`)
+    /// share one listening port, the kernel spreading connections over them.
+    pub fn reuse_port(mut self, on: bool) -> Self {
+        self.reuse_port = on;
+        self
+    }
+
     /// Registers a room producer: `f` runs as a task for each room matching
     /// `pattern` (`*` as a trailing wildcard) from the moment the room gets
     /// its first subscriber until it loses its last one, when the task is
@@ -184,10 +208,19 @@ where
         for o in &self.origins {
             hub.allow_origin(o)?;
         }
+        if let Some(store) = &self.store {
+            hub = hub.with_remote_store();
+            if let Some(id) = store.node_id() {
+                hub = hub.with_node_id(&id)?;
+            }
+        }
         let rt = self.rt;
-        let shared = Shared::new(hub, rt.clone());
+        let shared = Shared::new(hub, rt.clone(), self.store.clone());
         shared.set_producers(self.producers);
         let engine: Arc<dyn Engine> = shared.clone();
+        if let Some(store) = &self.store {
+            store.start(StoreLink::new(&engine));
+        }
         raise_fd_limit(self.config.max_connections);
         let socket = socket2::Socket::new(
             socket2::Domain::for_address(addr),
@@ -195,6 +228,9 @@ where
             Some(socket2::Protocol::TCP),
         )?;
         socket.set_reuse_address(true)?;
+        if self.reuse_port {
+            socket.set_reuse_port(true)?;
+        }
         socket.bind(&addr.into())?;
         socket.listen(BACKLOG)?;
         socket.set_nonblocking(true)?;
@@ -267,8 +303,64 @@ pub struct HubHandle {
     engine: Arc<dyn Engine>,
 }
 
+/// Where a server-side publish went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// The room's epoch.
+    pub epoch: String,
+    /// The message's offset.
+    pub offset: u64,
+}
+
 impl HubHandle {
-    /// Publishes `data` to `room` (`from` null). Returns the offset.
+    /// Publishes `data` to `room` (`from` null), with an optional
+    /// idempotency `key`, on any hub: with a remote store the answer comes
+    /// once the store has stored and relayed the message (or refused it:
+    /// [`PublishError::Unavailable`], nothing was published).
+    ///
+    /// The publish is issued when this is called; the future only waits
+    /// for its answer.
+    pub fn publish_async(
+        &self,
+        room: &str,
+        data: impl AsRef<[u8]>,
+        key: Option<&str>,
+    ) -> impl Future<Output = Result<Published, PublishError>> + Send + 'static {
+        let wait = self.engine.publish_request(room, data.as_ref(), key);
+        async move {
+            let (epoch, offset) = wait.wait().await?;
+            Ok(Published { epoch, offset })
+        }
+    }
+
+    /// Closes with 4010 every connection that `target` names, on every node
+    /// of the cluster (through the store's control channel; on this node
+    /// alone without a store). Returns how many were closed on this node.
+    pub fn disconnect(&self, target: OwnedDisconnect) -> usize {
+        match self.engine.store() {
+            Some(store) => {
+                let here = self.engine.disconnect(target.as_target());
+                store.broadcast_disconnect(target);
+                here
+            }
+            None => self.engine.disconnect(target.as_target()),
+        }
+    }
+
+    /// The remote store's counters (round trips, reconnects, relayed
+    /// messages), if the hub has one.
+    pub fn store_stats(&self) -> Option<StoreStats> {
+        self.engine.store().map(|s| s.stats())
+    }
+
+    /// This node's id (the prefix of its client ids).
+    pub fn node_id(&self) -> String {
+        self.engine.node_id()
+    }
+
+    /// Publishes `data` to `room` (`from` null). Returns the offset. On a
+    /// hub with a remote store this answers
+    /// [`PublishError::Asynchronous`]: use [`HubHandle::publish_async`].
     pub fn publish(&self, room: &str, data: impl AsRef<[u8]>) -> Result<u64, PublishError> {
         self.engine.publish(room, data.as_ref(), None)
     }
@@ -488,8 +580,19 @@ fn route<R: Runtime>(
     match (req.method(), path) {
         (&Method::GET | &Method::HEAD, "/healthz") => {
             let s = site.engine.stats();
+            let store = site.engine.store().map(|s| s.stats());
+            let remote = store.is_some();
+            let up = s.store_up;
+            let roundtrip_us = store
+                .filter(|s| s.roundtrips > 0)
+                .map(|s| s.roundtrip_micros / s.roundtrips);
             let body = serde_json::json!({
-                "status": "ok",
+                "status": if up { "ok" } else { "degraded" },
+                "store": if remote { "remote" } else { "memory" },
+                "store_up": up,
+                "store_roundtrip_us": roundtrip_us,
+                "store_reconnects": store.map(|s| s.reconnects),
+                "relayed": store.map(|s| s.relayed),
                 "connections": s.connections,
                 "rooms": s.rooms,
                 "pending_auth": s.pending_auth,
@@ -501,6 +604,9 @@ fn route<R: Runtime>(
             })
             .to_string();
             let mut r = Response::new(Full::new(Bytes::from(body)));
+            if !up {
+                *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            }
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),

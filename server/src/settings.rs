@@ -66,10 +66,10 @@ pub struct Cli {
     /// Seconds to wait for the first `auth` frame [default: 5].
     #[arg(long, env = "SWITCHBOARD_AUTH_TIMEOUT", value_name = "SECS")]
     pub auth_timeout: Option<f64>,
-    /// Redis URL for clustering (not available yet in this version).
+    /// Redis URL for clustering: `redis://[:PASSWORD@]HOST:PORT[/DB]` (tokio binary).
     #[arg(long, env = "SWITCHBOARD_REDIS", value_name = "URL")]
     pub redis: Option<String>,
-    /// Worker processes (not available yet in this version).
+    /// Worker processes sharing the listening port (needs --redis).
     #[arg(long, env = "SWITCHBOARD_WORKERS", value_name = "N")]
     pub workers: Option<usize>,
 }
@@ -106,6 +106,9 @@ pub struct FileConfig {
     max_pending_auth: Option<usize>,
     idempotency_window_secs: Option<f64>,
     max_idempotency_keys: Option<usize>,
+    presence_ttl_secs: Option<f64>,
+    max_inflight: Option<usize>,
+    store_timeout_secs: Option<f64>,
     jwt_audience: Option<String>,
     jwt_issuer: Option<String>,
     #[serde(default)]
@@ -289,6 +292,15 @@ impl Settings {
         }
         if let Some(v) = file.max_idempotency_keys {
             hub.max_idempotency_keys = v;
+        }
+        if let Some(v) = file.presence_ttl_secs {
+            hub.presence_ttl = secs("presence_ttl_secs", v)?;
+        }
+        if let Some(v) = file.max_inflight {
+            hub.max_inflight = v;
+        }
+        if let Some(v) = file.store_timeout_secs {
+            hub.store_timeout = secs("store_timeout_secs", v)?;
         }
         let mut namespaces = file.namespaces;
         let default_ns = namespaces

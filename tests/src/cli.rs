@@ -156,6 +156,10 @@ pub async fn command_line(binary: &Path, redis: bool) {
     }
     let err = refused(binary, &["--listen", "127.0.0.1:0", "--workers", "2"]);
     assert!(err.contains("--workers"), "{err}");
+    if redis {
+        // A binary that can cluster says what `--workers` needs.
+        assert!(err.contains("--redis"), "{err}");
+    }
     let err = refused(binary, &["--listen", "127.0.0.1:0", "--no-such-flag"]);
     assert!(err.contains("--no-such-flag"), "{err}");
 }

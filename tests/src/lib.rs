@@ -8,6 +8,7 @@
 pub mod browser;
 pub mod cli;
 pub mod proxy;
+pub mod redis;
 pub mod wasm_client;
 
 use std::future::Future;

@@ -47,7 +47,9 @@ async fn producer_lives_exactly_while_the_room_has_subscribers<R: Runtime>() {
                 let mut n = 0u64;
                 loop {
                     n += 1;
-                    let _ = room.publish(format!("{{\"tick\":{n},\"room\":\"{}\"}}", room.room()));
+                    let _ = room
+                        .publish(format!("{{\"tick\":{n},\"room\":\"{}\"}}", room.room()))
+                        .await;
                     let rt = R::default();
                     rt.sleep_until(std::time::Instant::now() + Duration::from_millis(20))
                         .await;
