@@ -22,15 +22,21 @@ pub fn free_port() -> u16 {
 /// A port for a server of this process: below the kernel's ephemeral
 /// range (so that no port-0 bind elsewhere takes it while a server is
 /// restarted on it), different for every call in this process, starting at a
-/// place that depends on the process id, and free when chosen.
+/// place that depends on the process id, and free when chosen, together
+/// with the port 10,000 above it (a cluster node's bus port), which stays
+/// below the ephemeral range too (it starts at 32,768 on Linux).
 fn server_port() -> u16 {
     use std::sync::atomic::{AtomicU16, Ordering};
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    let base = 20_000 + (std::process::id() % 500) as u16 * 20;
+    const FIRST: u16 = 12_000;
+    const SPAN: u16 = 10_000;
+    let base = (std::process::id() % 500) as u16 * 20;
     loop {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let port = 20_000 + (base - 20_000 + n) % 10_000;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        let port = FIRST + (base + n) % SPAN;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok()
+        {
             return port;
         }
     }
