@@ -3,13 +3,12 @@
 //! node killed with SIGKILL whose members leave everyone's presence within
 //! the expiry.
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use switchboard_core::{Config, NamespaceConfig};
+use switchboard_tests::cli::{Process, signal};
 use switchboard_tests::redis::RedisServer;
 use switchboard_tests::{Raw, WAIT, Ws, close_code, next_json, raw_connect, send_json};
 use switchboard_tokio::ServerBuilder;
@@ -17,50 +16,10 @@ use switchboard_tokio::redis::{RedisOptions, RedisStore};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_switchboard");
 
-/// A process, killed when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts the binary with `args`; returns it, its URL and the receiver of
 /// its further stdout lines.
 fn start(args: &[&str]) -> (Process, String, std::sync::mpsc::Receiver<String>) {
-    let mut child = Command::new(BINARY)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn switchboard");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            if tx.send(line.unwrap_or_default()).is_err() {
-                return;
-            }
-        }
-    });
-    let line = rx.recv_timeout(WAIT).expect("the listening line");
-    let url = line
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("{line:?}"))
-        .to_owned();
-    assert!(!url.contains(":0/"), "{url}");
-    (Process(child), url, rx)
-}
-
-fn signal(p: &Process, sig: &str) {
-    Command::new("kill")
-        .args([&format!("-{sig}"), &p.0.id().to_string()])
-        .status()
-        .expect("kill");
+    switchboard_tests::cli::spawn(std::path::Path::new(BINARY), args, &[])
 }
 
 async fn anonymous(url: &str) -> (Ws, String) {

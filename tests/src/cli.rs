@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::{WAIT, close_code, connect_query, next_json};
 
 /// A server process, killed when dropped.
-struct Process(Child);
+pub struct Process(pub Child);
 
 impl Drop for Process {
     fn drop(&mut self) {
@@ -21,8 +21,13 @@ impl Drop for Process {
 }
 
 /// Starts `binary` with `args` and `env`, and returns it with the URL of
-/// its one stdout line (which must be the only one).
-fn start(binary: &Path, args: &[&str], env: &[(&str, &str)]) -> (Process, String) {
+/// its first stdout line (`listening on URL`) and the receiver of the lines
+/// after it.
+pub fn spawn(
+    binary: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Process, String, std::sync::mpsc::Receiver<String>) {
     let mut cmd = Command::new(binary);
     cmd.args(args)
         .env_remove("RUST_LOG")
@@ -42,6 +47,7 @@ fn start(binary: &Path, args: &[&str], env: &[(&str, &str)]) -> (Process, String
             }
         }
     });
+    let process = Process(child);
     let line = rx.recv_timeout(WAIT).expect("the listening line");
     let url = line
         .strip_prefix("listening on ")
@@ -51,14 +57,21 @@ fn start(binary: &Path, args: &[&str], env: &[(&str, &str)]) -> (Process, String
         url.starts_with("ws://127.0.0.1:") && url.ends_with("/ws") && !url.contains(":0/"),
         "{url}"
     );
+    (process, url, rx)
+}
+
+/// [`spawn`], for a server whose listening line must be its only one.
+fn start(binary: &Path, args: &[&str], env: &[(&str, &str)]) -> (Process, String) {
+    let (process, url, rx) = spawn(binary, args, env);
     assert!(
         rx.recv_timeout(Duration::from_millis(300)).is_err(),
         "stdout carries exactly one line"
     );
-    (Process(child), url)
+    (process, url)
 }
 
-fn signal(p: &Process, sig: &str) {
+/// Sends signal `sig` (e.g. `TERM`) to the process.
+pub fn signal(p: &Process, sig: &str) {
     let ok = Command::new("kill")
         .args([&format!("-{sig}"), &p.0.id().to_string()])
         .status()
@@ -67,7 +80,8 @@ fn signal(p: &Process, sig: &str) {
     assert!(ok, "kill -{sig}");
 }
 
-fn wait_exit(p: &mut Process) -> std::process::ExitStatus {
+/// Waits (bounded by [`WAIT`]) for the process to exit.
+pub fn wait_exit(p: &mut Process) -> std::process::ExitStatus {
     let deadline = std::time::Instant::now() + WAIT;
     loop {
         if let Some(status) = p.0.try_wait().expect("wait") {
