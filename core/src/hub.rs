@@ -679,9 +679,6 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         if will_wait && self.pending_auth >= self.config.max_pending_auth {
             return Err(Refusal::Capacity);
         }
-        if upgrade.codec == Codec::Json && !S::ENCODES_JSON {
-            return Err(Refusal::Codec);
-        }
         Ok(())
     }
 

@@ -148,8 +148,6 @@ pub trait Storage {
     type Index: RoomIndex;
     /// A room's history.
     type History: History;
-    /// Can the arena encode JSON? (Fixed arenas encode postcard only.)
-    const ENCODES_JSON: bool;
 }
 
 // ---------------------------------------------------------------- fixed
@@ -178,7 +176,6 @@ impl<const C: usize, const R: usize, const M: usize, const P: usize, const O: us
     type Arena = heapless::Vec<u8, A>;
     type Index = FixedIndex<R>;
     type History = NoHistory;
-    const ENCODES_JSON: bool = false;
 }
 
 /// A slab of at most `N` values, without allocation.
@@ -389,7 +386,6 @@ mod growable {
         type Arena = Vec<u8>;
         type Index = BTreeMap<RoomName, u32>;
         type History = VecHistory;
-        const ENCODES_JSON: bool = cfg!(feature = "json");
     }
 
     /// A growable slab with a free list.

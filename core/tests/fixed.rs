@@ -1,6 +1,7 @@
-//! The hub on fixed-capacity storage (no allocator in the tables), postcard
-//! only: a whole session from open to close, and every table running full
-//! with its protocol code. Runs with and without default features.
+//! The hub on fixed-capacity storage (no allocator in the tables): a whole
+//! session from open to close, a JSON session (the slice JSON codec), and
+//! every table running full with its protocol code. Runs with and without
+//! default features.
 
 mod support;
 
@@ -213,4 +214,72 @@ fn full_output_arena_refuses_the_publish_without_using_an_offset() {
         h.take(a).frames().iter().map(offset_of).collect::<Vec<_>>(),
         vec![1]
     );
+}
+
+/// A browser's JSON session on the fixed hub: the frames are read and written
+/// by the slice JSON codec, and are byte for byte what the serde path writes.
+#[test]
+fn fixed_hub_speaks_json() {
+    let mut h = harness(Config::default());
+    let j = h.open(Codec::Json);
+    h.send_raw(
+        j,
+        switchboard_core::FrameKind::Text,
+        br#"{"type":"auth","token":"user:alice"}"#,
+    );
+    let rx = h.take(j);
+    let welcome = std::string::String::from_utf8(rx.raw_frames()[0].to_vec()).unwrap();
+    assert!(
+        welcome.starts_with(r#"{"type":"welcome","client":""#)
+            && welcome.ends_with(r#"","user":"alice","ping_interval_ms":25000,"protocol":1}"#),
+        "{welcome}"
+    );
+    h.send_raw(
+        j,
+        switchboard_core::FrameKind::Text,
+        br#"{"type":"subscribe","room":"chat:x","id":1}"#,
+    );
+    let rx = h.take(j);
+    let subscribed = std::string::String::from_utf8(rx.raw_frames()[0].to_vec()).unwrap();
+    assert!(subscribed.starts_with(r#"{"type":"subscribed","id":1,"room":"chat:x","epoch":""#));
+    assert!(subscribed.ends_with(r#"","offset":0,"recovered":false,"messages":[]}"#));
+    // A postcard publisher reaches the JSON subscriber as JSON, and a
+    // payload that is not JSON as `data_b64`.
+    let (p, _) = h.connect(P, "user:bob");
+    h.send(p, &publish("chat:x", b"{\"t\":21.5}", None));
+    h.send(p, &publish("chat:x", b"\xff", None));
+    let rx = h.take(j);
+    let frames: Vec<_> = rx
+        .raw_frames()
+        .iter()
+        .map(|f| std::string::String::from_utf8(f.to_vec()).unwrap())
+        .collect();
+    assert_eq!(frames.len(), 2, "{frames:?}");
+    assert!(
+        frames[0].contains(r#","offset":1,"from":{"client":""#),
+        "{}",
+        frames[0]
+    );
+    assert!(
+        frames[0].ends_with(r#"","user":"bob"},"data":{"t":21.5}}"#),
+        "{}",
+        frames[0]
+    );
+    assert!(
+        frames[1].ends_with(r#""data_b64":"/w=="}"#),
+        "{}",
+        frames[1]
+    );
+    // A malformed frame is `error 4000` with its id; the session stays open.
+    h.send_raw(
+        j,
+        switchboard_core::FrameKind::Text,
+        br#"{"type":"nope","id":7}"#,
+    );
+    let rx = h.take(j);
+    assert_eq!(
+        rx.raw_frames(),
+        vec![&br#"{"type":"error","id":7,"code":4000,"reason":"unknown frame type"}"#[..]]
+    );
+    assert!(h.is_open(j));
 }
