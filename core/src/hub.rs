@@ -41,6 +41,7 @@ use history::*;
 use phases::*;
 use presence::*;
 
+pub use history::REPLY_MESSAGES;
 pub use keys::{Key, MAX_KEY_LEN, is_valid_key};
 #[cfg(feature = "alloc")]
 pub use store::{OpId, PublishAck, Relay, StoreOp, StoreResult, StoredMessage};

@@ -31,16 +31,17 @@ fn sign(claims: Value) -> String {
     sign_with(Algorithm::HS256, SECRET, &claims)
 }
 
-/// What an identity says, in comparable form.
-fn view(
-    id: &impl Identity,
-) -> (
+/// What an identity says: user, exp, nbf, grants on sample rooms, info.
+type View = (
     Option<String>,
     Option<Instant>,
     Option<Instant>,
     Vec<Option<bool>>,
     Option<Value>,
-) {
+);
+
+/// What an identity says, in comparable form.
+fn view(id: &impl Identity) -> View {
     let rooms = ["chat:a", "chat:b", "news", "x:y"];
     let grants = rooms
         .iter()
