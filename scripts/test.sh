@@ -50,15 +50,16 @@ declare -A PROVIDES=(
     [redis-server]=redis-server
     [chromium]=chromium
     [chromium-driver]=chromedriver
+    [npm]=npm
 )
 missing=()
-for pkg in redis-server chromium chromium-driver; do
+for pkg in redis-server chromium chromium-driver npm; do
     if ! command -v "${PROVIDES[$pkg]}" >/dev/null 2>&1; then
         missing+=("$pkg")
     fi
 done
 
-header "checking system packages (redis-server, chromium, chromium-driver)"
+header "checking system packages (redis-server, chromium, chromium-driver, npm)"
 if ((${#missing[@]} == 0)); then
     note "all present"
 elif [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
@@ -106,6 +107,15 @@ else
     note "rustup not found: assuming the targets thumbv7em-none-eabihf, wasm32-unknown-unknown and rustfmt, clippy are installed"
 fi
 
+# ------------------------------------------------------- browser package ----
+# wasm-bindgen-cli of the version in Cargo.lock, wasm-opt and tsc (npm), in a
+# cache so that they are built or fetched once.
+header "checking the browser package's tools"
+while IFS='=' read -r name value; do
+    note "$name=$value"
+    [[ $name == TSC ]] && export SWITCHBOARD_TSC=$value
+done < <(bash scripts/build-wasm.sh --tools-only)
+
 # ------------------------------------------------------------------ steps ---
 # The core is sans-I/O: nothing under core/src reads a clock.
 no_clock_in_core() {
@@ -122,6 +132,7 @@ step cargo build -p switchboard-core --no-default-features --target thumbv7em-no
 step cargo build -p switchboard-core --no-default-features --features hs256 --target thumbv7em-none-eabihf
 step cargo clippy -p switchboard-core --no-default-features --all-targets -- -D warnings
 step cargo build -p switchboard-core --no-default-features --features alloc,json --target wasm32-unknown-unknown
+step cargo clippy -p switchboard-wasm --target wasm32-unknown-unknown -- -D warnings
 step cargo test -p switchboard-core --no-default-features
 
 # The browser test must not skip silently here.

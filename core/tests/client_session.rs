@@ -776,3 +776,67 @@ proptest! {
         prop_assert_eq!(p.s.state(), State::Connected);
     }
 }
+
+#[test]
+fn the_network_coming_back_reconnects_at_once_and_going_away_probes() {
+    let mut p = Pair::new(ClientConfig {
+        min_reconnect_delay: Duration::from_secs(20),
+        max_reconnect_delay: Duration::from_secs(20),
+        request_timeout: Duration::from_secs(2),
+        ping_interval: Some(Duration::from_secs(3600)),
+        ..ClientConfig::default()
+    });
+    assert_eq!(p.s.state(), State::Connected);
+    // Offline while connected: a ping goes out now, and the link that died
+    // with the network (no pong) is closed after request_timeout.
+    p.deaf = true;
+    let now = p.now();
+    p.s.handle_network(now, false);
+    let mut pinged = false;
+    while let Some(out) = p.s.poll_output() {
+        if let Output::Transmit(b) = out {
+            pinged |= std::str::from_utf8(b).unwrap().contains("\"ping\"");
+        }
+    }
+    assert!(pinged, "going offline probes the connection");
+    // A second probe while one is out adds nothing.
+    p.s.handle_network(now, false);
+    assert!(p.s.poll_output().is_none());
+    p.conn.take();
+    p.deaf = false;
+    p.down = true;
+    p.h.set_now(now + Duration::from_secs(2));
+    p.s.handle_timeout(p.now());
+    assert_eq!(p.s.state(), State::Disconnected);
+    p.pump();
+    let retry = p.s.poll_timeout().unwrap();
+    // Back online: the reconnect does not wait for its backoff.
+    p.down = false;
+    p.s.handle_network(p.now(), true);
+    p.pump();
+    assert_eq!(p.s.state(), State::Connected);
+    assert!(p.now() < retry);
+    // Online again while connected only probes; after 4004 it waits for
+    // the token.
+    p.drop_link_with(4004);
+    p.s.handle_network(p.now(), true);
+    p.pump();
+    assert_eq!(p.s.state(), State::Disconnected);
+    assert!(p.s.poll_timeout().is_none(), "still waits for the token");
+}
+
+#[test]
+fn token_expiry_reads_the_jwt_exp_claim() {
+    use switchboard_core::client::token_expiry;
+    // {"alg":"HS256"} . {"sub":"a","exp":1700000000} . sig
+    let token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhIiwiZXhwIjoxNzAwMDAwMDAwfQ.c2ln";
+    assert_eq!(token_expiry(token), Some(Instant::from_secs(1_700_000_000)));
+    // {"sub":"a"}: no exp.
+    assert_eq!(
+        token_expiry("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln"),
+        None
+    );
+    assert_eq!(token_expiry("user:alice"), None);
+    assert_eq!(token_expiry("a.!!!.b"), None);
+    assert_eq!(token_expiry("a.bm90IGpzb24.b"), None);
+}

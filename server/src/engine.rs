@@ -13,7 +13,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 
 use bytes::Bytes;
@@ -70,18 +70,28 @@ pub(crate) const STRIPES: usize = 16;
 #[derive(Default)]
 struct Stripe {
     inner: Mutex<StripeInner>,
+    /// The ticket being served; changed only with `inner` locked.
+    serving: AtomicU64,
+    /// Waiters that gave up spinning and sleep on `turn`.
+    sleepers: AtomicUsize,
     turn: Condvar,
 }
 
 #[derive(Default)]
 struct StripeInner {
-    /// The ticket being served.
-    serving: u64,
     /// By `slot / STRIPES`.
     outboxes: Vec<Option<(ConnId, Arc<Outbox>)>>,
 }
 
-/// What a plan owes one connection.
+/// Looks at whose turn it is this many times (the first few with a spin
+/// hint, then yielding the thread) before sleeping: a stripe's part of a
+/// plan takes microseconds, much less than a sleep and a wake-up, and two
+/// plans that follow each other through the stripes should overlap, not
+/// wait for each other's wake-ups.
+const SPINS: u32 = 64;
+
+/// What a plan owes one connection: 16 bytes (one is written per
+/// recipient of a broadcast under the hub lock).
 enum Item {
     /// `plan.frames[frame]`; `reply` for an answer to the peer's own request.
     Frame {
@@ -90,8 +100,13 @@ enum Item {
         reply: bool,
     },
     Ping(ConnId),
-    End(ConnId, Ending),
-    Open(ConnId, Arc<Outbox>),
+    /// Ends the connection: `plan.endings[ending]`.
+    End {
+        conn: ConnId,
+        ending: u32,
+    },
+    /// Boxed: rare, and it would double the size of every item.
+    Open(Box<(ConnId, Arc<Outbox>)>),
     Closed(ConnId),
 }
 
@@ -100,6 +115,8 @@ enum Item {
 struct Plan {
     /// Every frame of the step, once (a broadcast's once per codec).
     frames: Vec<Bytes>,
+    /// How connections of the step end.
+    endings: Vec<Ending>,
     /// Per stripe, in the order the hub emitted them.
     items: Vec<Vec<Item>>,
     tickets: [u64; STRIPES],
@@ -112,11 +129,17 @@ impl Plan {
         let conn = match &item {
             Item::Frame { conn, .. }
             | Item::Ping(conn)
-            | Item::End(conn, _)
-            | Item::Open(conn, _)
+            | Item::End { conn, .. }
             | Item::Closed(conn) => *conn,
+            Item::Open(open) => open.0,
         };
         self.items[stripe_of(conn)].push(item);
+    }
+
+    fn end(&mut self, conn: ConnId, ending: Ending) {
+        self.endings.push(ending);
+        let ending = (self.endings.len() - 1) as u32;
+        self.push(Item::End { conn, ending });
     }
 
     fn frame(&mut self, frame: Bytes) -> u32 {
@@ -130,6 +153,8 @@ impl Plan {
 pub(crate) static LOCK_TIMING: AtomicBool = AtomicBool::new(false);
 /// See [`LOCK_TIMING`].
 pub(crate) static LOCK_NANOS: AtomicU64 = AtomicU64::new(0);
+
+const _: () = assert!(std::mem::size_of::<Item>() == 16);
 
 thread_local! {
     /// Each thread's plan, reused from step to step.
@@ -294,6 +319,7 @@ where
     fn deliver(&self, plan: &mut Plan) {
         let Plan {
             frames,
+            endings,
             items,
             tickets,
             overflowed,
@@ -319,12 +345,13 @@ where
                             let _fits = outbox.push(Bytes::from_static(&PING), true);
                         }
                     }
-                    Item::End(conn, ending) => {
+                    Item::End { conn, ending } => {
                         if let Some(outbox) = get(outboxes, conn) {
-                            outbox.end(ending);
+                            outbox.end(endings[ending as usize]);
                         }
                     }
-                    Item::Open(conn, outbox) => {
+                    Item::Open(open) => {
+                        let (conn, outbox) = *open;
                         let i = conn.slot() as usize / STRIPES;
                         if outboxes.len() <= i {
                             outboxes.resize(i + 1, None);
@@ -336,6 +363,7 @@ where
             }
         }
         frames.clear();
+        endings.clear();
         for items in items.iter_mut() {
             // What one huge broadcast needed is not kept for every step.
             items.shrink_to(PLAN_KEEP);
@@ -391,11 +419,11 @@ where
                 Output::Close { conn, code, reason } => {
                     let code = code.code();
                     tracing::debug!(conn = %conn, code, reason, "closing connection");
-                    plan.push(Item::End(conn, Ending::Close(code, reason)));
+                    plan.end(conn, Ending::Close(code, reason));
                 }
                 Output::Drop { conn } => {
                     tracing::debug!(conn = %conn, "dropping silent connection");
-                    plan.push(Item::End(conn, Ending::Drop));
+                    plan.end(conn, Ending::Drop);
                 }
                 Output::RoomOccupied { room } => {
                     let Some(me) = self.me.upgrade() else {
@@ -430,9 +458,25 @@ struct Turn<'a> {
 impl<'a> Turn<'a> {
     /// Waits until `stripe` serves `ticket`.
     fn wait(stripe: &'a Stripe, ticket: u64) -> Self {
+        for i in 0..SPINS {
+            if stripe.serving.load(Ordering::Acquire) == ticket {
+                break;
+            }
+            if i < SPINS / 2 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
         let mut inner = stripe.inner.lock().unwrap_or_else(|e| e.into_inner());
-        while inner.serving != ticket {
-            inner = stripe.turn.wait(inner).unwrap_or_else(|e| e.into_inner());
+        if stripe.serving.load(Ordering::Acquire) != ticket {
+            // Counted while `inner` is held: the one whose turn ends changes
+            // `serving` with it held, then wakes sleepers if it sees any.
+            stripe.sleepers.fetch_add(1, Ordering::SeqCst);
+            while stripe.serving.load(Ordering::Acquire) != ticket {
+                inner = stripe.turn.wait(inner).unwrap_or_else(|e| e.into_inner());
+            }
+            stripe.sleepers.fetch_sub(1, Ordering::SeqCst);
         }
         Turn {
             inner: Some(inner),
@@ -447,10 +491,12 @@ impl<'a> Turn<'a> {
 
 impl Drop for Turn<'_> {
     fn drop(&mut self) {
-        if let Some(mut inner) = self.inner.take() {
-            inner.serving += 1;
+        if let Some(inner) = self.inner.take() {
+            self.stripe.serving.fetch_add(1, Ordering::Release);
             drop(inner);
-            self.stripe.turn.notify_all();
+            if self.stripe.sleepers.load(Ordering::SeqCst) > 0 {
+                self.stripe.turn.notify_all();
+            }
         }
     }
 }
@@ -505,7 +551,7 @@ where
             let opened = state.hub.handle_open(now, upgrade);
             if let Ok(conn) = opened {
                 // Registered before anything the hub owes it.
-                plan.push(Item::Open(conn, outbox));
+                plan.push(Item::Open(Box::new((conn, outbox))));
             }
             result = Some(opened);
             None

@@ -42,7 +42,9 @@ mod allocator {
 pub use clock::Clock;
 pub use producer::RoomContext;
 pub use runtime::{Runtime, timeout};
-pub use server::{CHAT_PAGE, HubHandle, Server, ServerBuilder, ServerError};
+pub use server::{
+    CHAT_PAGE, HubHandle, Server, ServerBuilder, ServerError, WASM_PACKAGE, WASM_PACKAGE_PATH,
+};
 pub use switchboard_core as core;
 
 /// The fixed parts of one connection's memory on runtime `R`, in bytes,

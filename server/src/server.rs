@@ -30,6 +30,40 @@ use crate::runtime::{Runtime, timeout};
 /// The example chat page served at `/`.
 pub const CHAT_PAGE: &str = include_str!("../assets/chat.html");
 
+/// The browser package (`scripts/build-wasm.sh`, committed under
+/// `server/assets/switchboard-wasm/`), served with the chat page under
+/// [`WASM_PACKAGE_PATH`]: file name, content type, bytes.
+pub const WASM_PACKAGE: &[(&str, &str, &[u8])] = &[
+    (
+        "switchboard.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../assets/switchboard-wasm/switchboard.js"),
+    ),
+    (
+        "switchboard_bg.wasm",
+        "application/wasm",
+        include_bytes!("../assets/switchboard-wasm/switchboard_bg.wasm"),
+    ),
+    (
+        "switchboard.d.ts",
+        "text/plain; charset=utf-8",
+        include_bytes!("../assets/switchboard-wasm/switchboard.d.ts"),
+    ),
+    (
+        "package.json",
+        "application/json",
+        include_bytes!("../assets/switchboard-wasm/package.json"),
+    ),
+    (
+        "README.md",
+        "text/markdown; charset=utf-8",
+        include_bytes!("../assets/switchboard-wasm/README.md"),
+    ),
+];
+
+/// Where the hub serves [`WASM_PACKAGE`] (when it serves the chat page).
+pub const WASM_PACKAGE_PATH: &str = "/switchboard-wasm/";
+
 /// Open files kept for everything that is not a connection (listener,
 /// logs, `/healthz` and `/metrics` requests past `max_connections`).
 const FD_RESERVE: u64 = 64;
@@ -480,6 +514,19 @@ fn route<R: Runtime>(
                 HeaderValue::from_static("text/html; charset=utf-8"),
             );
             r
+        }
+        (&Method::GET, p) if site.chat_page && p.starts_with(WASM_PACKAGE_PATH) => {
+            let name = &p[WASM_PACKAGE_PATH.len()..];
+            match WASM_PACKAGE.iter().find(|(n, _, _)| *n == name) {
+                Some((_, kind, bytes)) => {
+                    let mut r = Response::new(Full::new(Bytes::from_static(bytes)));
+                    let h = r.headers_mut();
+                    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+                    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+                    r
+                }
+                None => plain(StatusCode::NOT_FOUND, "not found\n"),
+            }
         }
         _ => plain(StatusCode::NOT_FOUND, "not found\n"),
     }

@@ -4,7 +4,9 @@
 //! Starts the server binary and `chromedriver`, opens the page served at
 //! `/` in two headless Chromium sessions and checks that a message typed in one
 //! shows up in the other, both ways; that each page lists who is online; and
-//! that a page whose connection drops recovers the messages it missed.
+//! that a page whose connection drops recovers the messages it missed. Each
+//! page reaches the hub through its own [`Proxy`], which drops the page's
+//! connection the way a failing network does.
 //!
 //! Needs `/usr/bin/chromium` and `chromedriver` (Debian: `apt-get install
 //! chromium chromium-driver`). Without them the test is skipped, unless `CI` is
@@ -20,13 +22,15 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, bail};
+
+use crate::proxy::Proxy;
 use fantoccini::{Client, ClientBuilder, Locator, key::Key};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// Bound on every single wait in this test.
-const WAIT: Duration = Duration::from_secs(20);
+pub(crate) const WAIT: Duration = Duration::from_secs(20);
 /// Bound on the whole scenario, so that a hung WebDriver call cannot hang CI.
 const WHOLE_TEST: Duration = Duration::from_secs(180);
 /// How long page B stays offline after its connection is dropped: long enough
@@ -34,7 +38,7 @@ const WHOLE_TEST: Duration = Duration::from_secs(180);
 const OFFLINE_MS: u64 = 5000;
 /// Messages A sends while B is offline.
 const MISSED: usize = 3;
-const POLL: Duration = Duration::from_millis(100);
+pub(crate) const POLL: Duration = Duration::from_millis(100);
 
 /// Runs the chat-page scenario against the server binary at `binary`
 /// (panics on failure; returns at once when the browser tools are missing
@@ -65,15 +69,18 @@ pub async fn chat_page_relays_messages_between_two_browsers(binary: &Path) {
 
 async fn scenario(env: &mut Env, chromedriver: &Path) -> Result<()> {
     let addr = env.start_server()?;
-    let page = format!("http://{addr}/");
+    let proxy_a = Proxy::start(addr).await?;
+    let proxy_b = Proxy::start(addr).await?;
+    let page = format!("http://{}/", proxy_a.addr());
+    let page_b = format!("http://{}/", proxy_b.addr());
     let webdriver = env.start_chromedriver(chromedriver)?;
 
     let a = env.open_session(&webdriver, "A").await?;
     let b = env.open_session(&webdriver, "B").await?;
 
-    for (name, client) in [("A", &a), ("B", &b)] {
+    for (name, client, page) in [("A", &a, &page), ("B", &b, &page_b)] {
         client
-            .goto(&page)
+            .goto(page)
             .await
             .with_context(|| format!("page {name}: loading {page}"))?;
     }
@@ -133,16 +140,9 @@ async fn scenario(env: &mut Env, chromedriver: &Path) -> Result<()> {
 
     // B's connection drops; the page stays offline for OFFLINE_MS, then
     // reconnects by itself.
-    let dropped = b
-        .execute(
-            "return window.__sbDropConnection(arguments[0]);",
-            vec![json!(OFFLINE_MS)],
-        )
-        .await
-        .context("page B: calling window.__sbDropConnection")?;
-    if dropped != Value::Bool(true) {
-        bail!("page B: __sbDropConnection returned {dropped}, expected true (no open socket?)");
-    }
+    proxy_b.block(true);
+    proxy_b.cut();
+    let offline_until = Instant::now() + Duration::from_millis(OFFLINE_MS);
     wait_until("page B: #status is no longer connected", || async {
         Ok(status_state(&b).await? != "connected")
     })
@@ -175,6 +175,8 @@ async fn scenario(env: &mut Env, chromedriver: &Path) -> Result<()> {
     }
 
     // B comes back, recovers exactly the missed messages and says so.
+    tokio::time::sleep_until(offline_until.into()).await;
+    proxy_b.block(false);
     wait_until("page B: #status says connected again", || async {
         Ok(status_state(&b).await? == "connected")
     })
@@ -254,12 +256,12 @@ async fn scenario(env: &mut Env, chromedriver: &Path) -> Result<()> {
 
 // ------------------------------------------------------------- page helpers --
 
-async fn text_of(client: &Client, css: &str) -> Result<String> {
+pub(crate) async fn text_of(client: &Client, css: &str) -> Result<String> {
     let el = client.find(Locator::Css(css)).await?;
     Ok(el.text().await?)
 }
 
-async fn set_field(client: &Client, css: &str, value: &str) -> Result<()> {
+pub(crate) async fn set_field(client: &Client, css: &str, value: &str) -> Result<()> {
     let el = client.find(Locator::Css(css)).await?;
     el.clear().await?;
     el.send_keys(value).await?;
@@ -327,7 +329,7 @@ async fn wait_for_message(client: &Client, page: &str, nick: &str, text: &str) -
 
 /// Polls `check` until it returns true; fails after [`WAIT`]. Errors from
 /// `check` are retried too, the last one is reported.
-async fn wait_until<F, Fut>(what: &str, mut check: F) -> Result<()>
+pub(crate) async fn wait_until<F, Fut>(what: &str, mut check: F) -> Result<()>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<bool>>,
@@ -354,9 +356,10 @@ where
 
 /// Everything the test started; `Drop` cleans it up, also on failure.
 #[derive(Default)]
-struct Env {
-    binary: PathBuf,
+pub(crate) struct Env {
+    pub(crate) binary: PathBuf,
     server: Option<Child>,
+    pub(crate) server_addr: Option<SocketAddr>,
     server_log: Option<PathBuf>,
     chromedriver: Option<Child>,
     chromedriver_log: Option<PathBuf>,
@@ -366,17 +369,24 @@ struct Env {
 
 impl Env {
     /// Starts the server on a free port and returns the address it printed.
-    fn start_server(&mut self) -> Result<SocketAddr> {
-        let log = self.temp_path("server.log")?;
+    pub(crate) fn start_server(&mut self) -> Result<SocketAddr> {
         let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/chat.toml");
+        self.start_server_with(&config)
+    }
+
+    /// Starts the server with the config file `config` on a free port (a
+    /// server started before is stopped first) and returns its address.
+    pub(crate) fn start_server_with(&mut self, config: &Path) -> Result<SocketAddr> {
+        self.stop_server("KILL")?;
+        let log = self.temp_path("server.log")?;
         let mut child = Command::new(&self.binary)
             .arg("--config")
-            .arg(&config)
+            .arg(config)
             .args(["--listen", "127.0.0.1:0"])
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(File::create(&log)?)
+            .stderr(File::options().create(true).append(true).open(&log)?)
             .spawn()
             .with_context(|| format!("spawning {}", self.binary.display()))?;
         self.server_log = Some(log);
@@ -404,9 +414,11 @@ impl Env {
                         .strip_prefix("listening on ws://")
                         .and_then(|rest| rest.strip_suffix("/ws"))
                     {
-                        return addr
+                        let addr: SocketAddr = addr
                             .parse()
-                            .with_context(|| format!("bad address in {line:?}"));
+                            .with_context(|| format!("bad address in {line:?}"))?;
+                        self.server_addr = Some(addr);
+                        return Ok(addr);
                     }
                     seen.push(line);
                 }
@@ -425,9 +437,36 @@ impl Env {
         }
     }
 
+    /// Sends the server `signal` (`KILL`, `TERM`, `USR1`) and waits (at
+    /// most [`WAIT`]) for it to exit; nothing when none runs.
+    pub(crate) fn stop_server(&mut self, signal: &str) -> Result<()> {
+        self.server_addr = None;
+        let Some(mut child) = self.server.take() else {
+            return Ok(());
+        };
+        let status = Command::new("kill")
+            .args(["-s", signal, &child.id().to_string()])
+            .status()?;
+        if !status.success() {
+            let _ = child.kill();
+        }
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if child.try_wait()?.is_some() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("the server did not exit within {WAIT:?} of SIG{signal}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Starts chromedriver on a free port, waits until it accepts connections
     /// and returns its URL.
-    fn start_chromedriver(&mut self, chromedriver: &Path) -> Result<String> {
+    pub(crate) fn start_chromedriver(&mut self, chromedriver: &Path) -> Result<String> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let log = self.temp_path("chromedriver.log")?;
         let mut cmd = Command::new(chromedriver);
@@ -465,7 +504,7 @@ impl Env {
     }
 
     /// Opens a browser session with a fresh profile.
-    async fn open_session(&mut self, webdriver: &str, name: &str) -> Result<Client> {
+    pub(crate) async fn open_session(&mut self, webdriver: &str, name: &str) -> Result<Client> {
         let profile = self.temp_path(&format!("profile-{name}"))?;
         fs::create_dir_all(&profile)?;
         let caps = json!({
@@ -501,7 +540,7 @@ impl Env {
     }
 
     /// What each page shows, plus the server's and chromedriver's logs.
-    async fn diagnostics(&self) -> String {
+    pub(crate) async fn diagnostics(&self) -> String {
         let mut out = String::new();
         for (name, client) in &self.sessions {
             let state = tokio::time::timeout(Duration::from_secs(5), async {
@@ -537,13 +576,13 @@ impl Env {
     }
 
     /// Ends the browser sessions politely (best effort, bounded).
-    async fn close_sessions(&mut self) {
+    pub(crate) async fn close_sessions(&mut self) {
         for (_, client) in self.sessions.drain(..) {
             let _ = tokio::time::timeout(Duration::from_secs(5), client.close()).await;
         }
     }
 
-    fn temp_path(&mut self, name: &str) -> Result<PathBuf> {
+    pub(crate) fn temp_path(&mut self, name: &str) -> Result<PathBuf> {
         static N: AtomicUsize = AtomicUsize::new(0);
         if self.temp_dirs.is_empty() {
             let nanos = SystemTime::now()
@@ -586,7 +625,7 @@ impl Drop for Env {
     }
 }
 
-fn tail(path: &Path, lines: usize) -> String {
+pub(crate) fn tail(path: &Path, lines: usize) -> String {
     let mut text = String::new();
     if File::open(path)
         .and_then(|mut f| f.read_to_string(&mut text))
@@ -603,7 +642,7 @@ fn tail(path: &Path, lines: usize) -> String {
 /// Returns chromedriver's path when Chromium and chromedriver are installed.
 /// When they are not: fails under CI or `SWITCHBOARD_REQUIRE_BROWSER=1`, else
 /// prints a notice and returns `None` (the test is skipped).
-fn browser_tools() -> Option<PathBuf> {
+pub(crate) fn browser_tools() -> Option<PathBuf> {
     let chromedriver = find_in_path("chromedriver");
     let chromium_ok = Path::new(CHROMIUM).is_file();
     if let (Some(driver), true) = (&chromedriver, chromium_ok) {
@@ -636,7 +675,7 @@ fn browser_tools() -> Option<PathBuf> {
     None
 }
 
-fn find_in_path(program: &str) -> Option<PathBuf> {
+pub(crate) fn find_in_path(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|dir| dir.join(program))

@@ -7,6 +7,8 @@
 
 pub mod browser;
 pub mod cli;
+pub mod proxy;
+pub mod wasm_client;
 
 use std::future::Future;
 use std::net::SocketAddr;

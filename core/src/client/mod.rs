@@ -14,6 +14,10 @@
 //! close code), and publishes carry no idempotency key (they are never
 //! re-sent).
 //!
+//! A driver that hears the device's network come and go (a browser's
+//! `online`/`offline` events) tells [`Session::handle_network`]; one that
+//! needs a token's expiry reads it with `token_expiry` (feature `json`).
+//!
 //! **Drive it like the hub**: after every `handle_*` call or command, drain
 //! [`Session::poll_output`] until it returns `None`, then sleep until
 //! [`Session::poll_timeout`] and call [`Session::handle_timeout`].
@@ -403,6 +407,25 @@ fn member(m: &crate::protocol::Member<'_>) -> MemberInfo {
         user: m.user.as_ref().map(|u| u.to_string()),
         info: m.info.as_ref().map(|i| i.to_vec()),
     }
+}
+
+/// When the JWT `token` expires: its `exp` claim, read without checking
+/// the signature (only the server can; a client only needs to know when to
+/// ask for the next token). `None` for a token without `exp` or one that is
+/// not a JWT.
+#[cfg(feature = "json")]
+pub fn token_expiry(token: &str) -> Option<Instant> {
+    use base64::Engine as _;
+    #[derive(serde::Deserialize)]
+    struct Claims {
+        exp: Option<u64>,
+    }
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: Claims = serde_json::from_slice(&bytes).ok()?;
+    Some(Instant::from_secs(claims.exp?))
 }
 
 /// Does close code `code` end the session for good (PROTOCOL.md §6)?
@@ -837,6 +860,32 @@ impl Session {
             state: State::Disconnected,
             code,
         });
+    }
+
+    /// The device's network came back (`online: true`, e.g. the browser's
+    /// `online` event) or went away (`false`). Back: a reconnect waiting for
+    /// its backoff starts now (not one waiting for a token after 4004).
+    /// Either way an open connection is probed with a `ping` now: one that
+    /// died with the network gets no `pong` and is closed after
+    /// `request_timeout`, instead of at the next heartbeat.
+    pub fn handle_network(&mut self, now: Instant, online: bool) {
+        match self.state {
+            State::Disconnected
+                if online && !self.awaiting_token && self.reconnect_at.is_some() =>
+            {
+                self.reconnect_at = None;
+                self.start_connect(now);
+            }
+            State::Connected => {
+                let probing = self.pending.values().any(|p| matches!(p.kind, Kind::Ping));
+                if !probing {
+                    self.request(now, None, Kind::Ping, |id| ClientFrame::Ping {
+                        id: Some(id),
+                    });
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Time has passed: connection attempts, reconnects, request deadlines,
