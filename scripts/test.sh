@@ -128,6 +128,9 @@ step no_clock_in_core
 step cargo fmt --all -- --check
 step cargo clippy --workspace --all-targets -- -D warnings
 step cargo build -p switchboard-core --no-default-features --target thumbv7em-none-eabihf
+# The device build: JSON, history and HS256 without an allocator.
+step cargo build -p switchboard-core --no-default-features --features hs256 --target thumbv7em-none-eabihf
+step cargo clippy -p switchboard-core --no-default-features --all-targets -- -D warnings
 step cargo build -p switchboard-core --no-default-features --features alloc,json --target wasm32-unknown-unknown
 step cargo clippy -p switchboard-wasm --target wasm32-unknown-unknown -- -D warnings
 step cargo test -p switchboard-core --no-default-features

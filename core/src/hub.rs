@@ -41,6 +41,7 @@ use history::*;
 use phases::*;
 use presence::*;
 
+pub use history::REPLY_MESSAGES;
 pub use keys::{Key, MAX_KEY_LEN, is_valid_key};
 #[cfg(feature = "alloc")]
 pub use store::{OpId, PublishAck, Relay, StoreOp, StoreResult, StoredMessage};
@@ -708,9 +709,6 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         let will_wait = upgrade.credentials.token().is_none() && !self.config.allow_anonymous;
         if will_wait && self.pending_auth >= self.config.max_pending_auth {
             return Err(Refusal::Capacity);
-        }
-        if upgrade.codec == Codec::Json && !S::ENCODES_JSON {
-            return Err(Refusal::Codec);
         }
         Ok(())
     }

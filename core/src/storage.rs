@@ -91,6 +91,21 @@ pub trait History: Default {
     /// Appends a message record; `Err` when it cannot be stored.
     #[allow(clippy::result_unit_err)]
     fn push(&mut self, offset: u64, at: crate::time::Instant, record: &[u8]) -> Result<(), ()>;
+    /// Appends a record of `len` bytes written in place by `write` (no
+    /// copy through a temporary buffer); `Err` when it cannot be stored or
+    /// `write` fails. Call [`History::fits`] first.
+    #[allow(clippy::result_unit_err)]
+    fn push_with(
+        &mut self,
+        offset: u64,
+        at: crate::time::Instant,
+        len: usize,
+        write: impl FnOnce(&mut [u8]) -> Result<(), ()>,
+    ) -> Result<(), ()>;
+    /// Would a record of `len` bytes be stored now, without dropping any
+    /// message? A fixed ring says no when it is full; the hub then drops
+    /// the oldest message (keeping its counts) and asks again.
+    fn fits(&self, len: usize) -> bool;
     /// Drops the oldest message.
     fn pop_oldest(&mut self);
     /// Messages kept.
@@ -109,8 +124,8 @@ pub trait History: Default {
     }
 }
 
-/// A history that keeps nothing (fixed-capacity hubs: history needs `alloc`
-/// for now).
+/// A history that keeps nothing (for storages without history; [`Fixed`]
+/// uses [`FixedHistory`], which keeps nothing at capacity 0).
 #[derive(Debug, Default)]
 pub struct NoHistory;
 
@@ -120,6 +135,18 @@ impl History for NoHistory {
     }
     fn push(&mut self, _: u64, _: crate::time::Instant, _: &[u8]) -> Result<(), ()> {
         Err(())
+    }
+    fn push_with(
+        &mut self,
+        _: u64,
+        _: crate::time::Instant,
+        _: usize,
+        _: impl FnOnce(&mut [u8]) -> Result<(), ()>,
+    ) -> Result<(), ()> {
+        Err(())
+    }
+    fn fits(&self, _: usize) -> bool {
+        false
     }
     fn pop_oldest(&mut self) {}
     fn len(&self) -> usize {
@@ -148,15 +175,15 @@ pub trait Storage {
     type Index: RoomIndex;
     /// A room's history.
     type History: History;
-    /// Can the arena encode JSON? (Fixed arenas encode postcard only.)
-    const ENCODES_JSON: bool;
 }
 
 // ---------------------------------------------------------------- fixed
 
 /// Fixed-capacity tables (no allocator): `CONNS` connections, `ROOMS` rooms,
 /// `MEMBERS` members per room, `PER_CONN` rooms per connection, `OUTPUTS`
-/// pending outputs and `ARENA` bytes of pending frames.
+/// pending outputs, `ARENA` bytes of pending frames, and per room a history
+/// ring ([`FixedHistory`]) of `HISTORY` messages in `HISTORY_BYTES` bytes of
+/// records (0 and 0, the defaults: no history).
 #[derive(Debug)]
 pub struct Fixed<
     const CONNS: usize,
@@ -165,10 +192,20 @@ pub struct Fixed<
     const PER_CONN: usize,
     const OUTPUTS: usize,
     const ARENA: usize,
+    const HISTORY: usize = 0,
+    const HISTORY_BYTES: usize = 0,
 >;
 
-impl<const C: usize, const R: usize, const M: usize, const P: usize, const O: usize, const A: usize>
-    Storage for Fixed<C, R, M, P, O, A>
+impl<
+    const C: usize,
+    const R: usize,
+    const M: usize,
+    const P: usize,
+    const O: usize,
+    const A: usize,
+    const H: usize,
+    const HB: usize,
+> Storage for Fixed<C, R, M, P, O, A, H, HB>
 {
     type Conns<T> = FixedSlab<T, C>;
     type Rooms<T> = FixedSlab<T, R>;
@@ -177,8 +214,95 @@ impl<const C: usize, const R: usize, const M: usize, const P: usize, const O: us
     type Queue<T> = heapless::Deque<T, O>;
     type Arena = heapless::Vec<u8, A>;
     type Index = FixedIndex<R>;
-    type History = NoHistory;
-    const ENCODES_JSON: bool = false;
+    type History = FixedHistory<H, HB>;
+}
+
+/// One room's history without an allocator: at most `N` messages whose
+/// records share a ring of `B` bytes. Each record is contiguous (a record
+/// that does not fit before the end of the ring starts again at its
+/// beginning), so [`History::get`] borrows it in place.
+#[derive(Debug)]
+pub struct FixedHistory<const N: usize, const B: usize> {
+    /// `(offset, stored at, start, len)`, oldest first (a `Vec`: dropping
+    /// the oldest moves at most `N` small entries, and `N` may be 0).
+    entries: heapless::Vec<(u64, crate::time::Instant, u32, u32), N>,
+    bytes: [u8; B],
+}
+
+impl<const N: usize, const B: usize> Default for FixedHistory<N, B> {
+    fn default() -> Self {
+        FixedHistory {
+            entries: heapless::Vec::new(),
+            bytes: [0; B],
+        }
+    }
+}
+
+impl<const N: usize, const B: usize> FixedHistory<N, B> {
+    /// Where a record of `len` bytes would go now, if anywhere.
+    fn slot(&self, len: usize) -> Option<usize> {
+        if self.entries.is_full() || len > B {
+            return None;
+        }
+        let (Some(oldest), Some(newest)) = (self.entries.first(), self.entries.last()) else {
+            return Some(0);
+        };
+        let head = oldest.2 as usize;
+        let tail = (newest.2 + newest.3) as usize;
+        if head < tail {
+            // Used: head..tail. Free: tail..B, then 0..head.
+            if tail + len <= B {
+                Some(tail)
+            } else {
+                (len <= head).then_some(0)
+            }
+        } else {
+            // Wrapped (or one record filling the ring): free is tail..head.
+            (tail + len <= head).then_some(tail)
+        }
+    }
+}
+
+impl<const N: usize, const B: usize> History for FixedHistory<N, B> {
+    fn capacity(&self) -> usize {
+        if B == 0 { 0 } else { N }
+    }
+    fn push(&mut self, offset: u64, at: crate::time::Instant, record: &[u8]) -> Result<(), ()> {
+        self.push_with(offset, at, record.len(), |buf| {
+            buf.copy_from_slice(record);
+            Ok(())
+        })
+    }
+    fn push_with(
+        &mut self,
+        offset: u64,
+        at: crate::time::Instant,
+        len: usize,
+        write: impl FnOnce(&mut [u8]) -> Result<(), ()>,
+    ) -> Result<(), ()> {
+        let start = self.slot(len).ok_or(())?;
+        write(&mut self.bytes[start..start + len])?;
+        // `slot` checked that the deque has room and that `len <= B`.
+        self.entries
+            .push((offset, at, start as u32, len as u32))
+            .map_err(|_| ())
+    }
+    fn fits(&self, len: usize) -> bool {
+        self.slot(len).is_some()
+    }
+    fn pop_oldest(&mut self) {
+        if !self.entries.is_empty() {
+            self.entries.remove(0);
+        }
+    }
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+    fn get(&self, i: usize) -> Option<(u64, crate::time::Instant, &[u8])> {
+        let &(offset, at, start, len) = self.entries.get(i)?;
+        let record = self.bytes.get(start as usize..(start + len) as usize)?;
+        Some((offset, at, record))
+    }
 }
 
 /// A slab of at most `N` values, without allocation.
@@ -356,6 +480,21 @@ mod growable {
             self.entries.push_back((offset, at, record.into()));
             Ok(())
         }
+        fn push_with(
+            &mut self,
+            offset: u64,
+            at: Instant,
+            len: usize,
+            write: impl FnOnce(&mut [u8]) -> Result<(), ()>,
+        ) -> Result<(), ()> {
+            let mut record = alloc::vec![0u8; len].into_boxed_slice();
+            write(&mut record)?;
+            self.entries.push_back((offset, at, record));
+            Ok(())
+        }
+        fn fits(&self, _: usize) -> bool {
+            true
+        }
         fn pop_oldest(&mut self) {
             self.entries.pop_front();
             if self.entries.is_empty() {
@@ -389,7 +528,6 @@ mod growable {
         type Arena = Vec<u8>;
         type Index = BTreeMap<RoomName, u32>;
         type History = VecHistory;
-        const ENCODES_JSON: bool = cfg!(feature = "json");
     }
 
     /// A growable slab with a free list.

@@ -1,6 +1,7 @@
-//! The hub on fixed-capacity storage (no allocator in the tables), postcard
-//! only: a whole session from open to close, and every table running full
-//! with its protocol code. Runs with and without default features.
+//! The hub on fixed-capacity storage (no allocator in the tables): a whole
+//! session from open to close, a JSON session (the slice JSON codec), and
+//! every table running full with its protocol code. Runs with and without
+//! default features.
 
 mod support;
 
@@ -213,4 +214,314 @@ fn full_output_arena_refuses_the_publish_without_using_an_offset() {
         h.take(a).frames().iter().map(offset_of).collect::<Vec<_>>(),
         vec![1]
     );
+}
+
+/// A browser's JSON session on the fixed hub: the frames are read and written
+/// by the slice JSON codec, and are byte for byte what the serde path writes.
+#[test]
+fn fixed_hub_speaks_json() {
+    let mut h = harness(Config::default());
+    let j = h.open(Codec::Json);
+    h.send_raw(
+        j,
+        switchboard_core::FrameKind::Text,
+        br#"{"type":"auth","token":"user:alice"}"#,
+    );
+    let rx = h.take(j);
+    let welcome = std::string::String::from_utf8(rx.raw_frames()[0].to_vec()).unwrap();
+    assert!(
+        welcome.starts_with(r#"{"type":"welcome","client":""#)
+            && welcome.ends_with(r#"","user":"alice","ping_interval_ms":25000,"protocol":1}"#),
+        "{welcome}"
+    );
+    h.send_raw(
+        j,
+        switchboard_core::FrameKind::Text,
+        br#"{"type":"subscribe","room":"chat:x","id":1}"#,
+    );
+    let rx = h.take(j);
+    let subscribed = std::string::String::from_utf8(rx.raw_frames()[0].to_vec()).unwrap();
+    assert!(subscribed.starts_with(r#"{"type":"subscribed","id":1,"room":"chat:x","epoch":""#));
+    assert!(subscribed.ends_with(r#"","offset":0,"recovered":false,"messages":[]}"#));
+    // A postcard publisher reaches the JSON subscriber as JSON, and a
+    // payload that is not JSON as `data_b64`.
+    let (p, _) = h.connect(P, "user:bob");
+    h.send(p, &publish("chat:x", b"{\"t\":21.5}", None));
+    h.send(p, &publish("chat:x", b"\xff", None));
+    let rx = h.take(j);
+    let frames: Vec<_> = rx
+        .raw_frames()
+        .iter()
+        .map(|f| std::string::String::from_utf8(f.to_vec()).unwrap())
+        .collect();
+    assert_eq!(frames.len(), 2, "{frames:?}");
+    assert!(
+        frames[0].contains(r#","offset":1,"from":{"client":""#),
+        "{}",
+        frames[0]
+    );
+    assert!(
+        frames[0].ends_with(r#"","user":"bob"},"data":{"t":21.5}}"#),
+        "{}",
+        frames[0]
+    );
+    assert!(
+        frames[1].ends_with(r#""data_b64":"/w=="}"#),
+        "{}",
+        frames[1]
+    );
+    // A malformed frame is `error 4000` with its id; the session stays open.
+    h.send_raw(
+        j,
+        switchboard_core::FrameKind::Text,
+        br#"{"type":"nope","id":7}"#,
+    );
+    let rx = h.take(j);
+    assert_eq!(
+        rx.raw_frames(),
+        vec![&br#"{"type":"error","id":7,"code":4000,"reason":"unknown frame type"}"#[..]]
+    );
+    assert!(h.is_open(j));
+}
+
+/// 4 connections, 4 rooms, and per room a history ring of 4 messages in
+/// 512 bytes.
+type WithHistory = Fixed<4, 4, 4, 2, 32, 4096, 4, 512>;
+
+#[cfg(feature = "alloc")]
+fn subscribe_recovering<'a>(
+    room: &'a str,
+    id: u64,
+    epoch: &'a str,
+    offset: u64,
+) -> switchboard_core::protocol::ClientFrame<'a> {
+    switchboard_core::protocol::ClientFrame::Subscribe {
+        room: room.into(),
+        id: Some(id),
+        recover: Some(switchboard_core::protocol::Recover {
+            epoch: epoch.into(),
+            offset,
+        }),
+        presence: None,
+    }
+}
+
+fn history_config() -> Config {
+    let mut config = Config::default();
+    config
+        .set_namespace(
+            "chat",
+            switchboard_core::NamespaceConfig {
+                history_size: 8,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    config
+}
+
+/// Recovery in a JSON session, read as text (so it runs without `alloc`
+/// too, where the test's decoder cannot hold a list): the gap after
+/// offset 2 is replayed inside `subscribed`, in order.
+#[test]
+fn fixed_history_recovers_in_json() {
+    let mut h: Harness<TestAuth, WithHistory> = Harness::with(history_config(), TestAuth);
+    let (a, _) = h.connect(P, "user:alice");
+    for i in 1..=5u64 {
+        let data = std::format!("{{\"n\":{i}}}");
+        h.send(a, &publish("chat:x", data.as_bytes(), None));
+    }
+    let text = |h: &mut Harness<TestAuth, WithHistory>, c, frame: &str| {
+        h.send_raw(c, switchboard_core::FrameKind::Text, frame.as_bytes());
+        let rx = h.take(c);
+        let frames = rx.raw_frames();
+        std::string::String::from_utf8(frames.last().unwrap().to_vec()).unwrap()
+    };
+    let j = h.open(Codec::Json);
+    text(&mut h, j, r#"{"type":"auth","token":"user:dave"}"#);
+    let sub = text(&mut h, j, r#"{"type":"subscribe","room":"chat:x","id":1}"#);
+    let epoch = sub
+        .split(r#""epoch":""#)
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let k = h.open(Codec::Json);
+    text(&mut h, k, r#"{"type":"auth","token":"user:erin"}"#);
+    let frame = std::format!(
+        r#"{{"type":"subscribe","room":"chat:x","id":2,"recover":{{"epoch":"{epoch}","offset":2}}}}"#
+    );
+    let sub = text(&mut h, k, &frame);
+    assert!(
+        sub.contains(r#""offset":5,"recovered":true,"messages":[{"room":"chat:x""#),
+        "{sub}"
+    );
+    let data: Vec<&str> = sub.split(r#""data":"#).skip(1).map(|d| &d[..7]).collect();
+    assert_eq!(
+        data,
+        vec![r#"{"n":3}"#, r#"{"n":4}"#, r#"{"n":5}"#],
+        "{sub}"
+    );
+}
+
+/// History in the fixed ring: the namespace asks for 8, the ring keeps its
+/// 4 latest; recovery replays exactly the gap when it is still kept, and
+/// answers `recovered: false` when it is not. (Decodes postcard lists: the
+/// test's decoder needs `alloc` for them.)
+#[cfg(feature = "alloc")]
+#[test]
+fn fixed_history_ring_and_recovery() {
+    let mut config = Config::default();
+    config
+        .set_namespace(
+            "chat",
+            switchboard_core::NamespaceConfig {
+                history_size: 8,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let mut h: Harness<TestAuth, WithHistory> = Harness::with(config, TestAuth);
+    let (a, _) = h.connect(P, "user:alice");
+    // A publish to a room that keeps history creates it: nobody subscribed.
+    for i in 1..=6u64 {
+        let data = std::format!("{{\"n\":{i}}}");
+        h.send(a, &publish("chat:x", data.as_bytes(), Some(i)));
+    }
+    assert_eq!(h.take(a).frames().len(), 6);
+    h.send(
+        a,
+        &switchboard_core::protocol::ClientFrame::History {
+            room: "chat:x".into(),
+            id: Some(7),
+            since: None,
+            limit: None,
+        },
+    );
+    let rx = h.take(a);
+    let epoch = match &rx.frames()[..] {
+        [
+            ServerFrame::History {
+                offset: 6,
+                epoch,
+                messages,
+                ..
+            },
+        ] => {
+            assert_eq!(
+                messages.iter().map(|m| m.offset).collect::<Vec<_>>(),
+                vec![3, 4, 5, 6]
+            );
+            assert_eq!(messages[0].data.as_bytes(), b"{\"n\":3}");
+            epoch.to_string()
+        }
+        other => panic!("{other:?}"),
+    };
+    // The gap after 3 is kept: replayed, in order, none lost or duplicated.
+    let (b, _) = h.connect(P, "user:bob");
+    h.send(b, &subscribe_recovering("chat:x", 1, &epoch, 3));
+    match &h.take(b).frames()[..] {
+        [
+            ServerFrame::Subscribed {
+                recovered: true,
+                offset: 6,
+                messages,
+                ..
+            },
+        ] => {
+            assert_eq!(
+                messages.iter().map(|m| m.offset).collect::<Vec<_>>(),
+                vec![4, 5, 6]
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // Message 2 is gone: no recovery from 1; none from another epoch.
+    let (c, _) = h.connect(P, "user:carol");
+    h.send(c, &subscribe_recovering("chat:x", 2, &epoch, 1));
+    h.send(c, &subscribe_recovering("chat:x", 3, "other", 5));
+    for frame in h.take(c).frames() {
+        assert!(
+            matches!(&frame, ServerFrame::Subscribed { recovered: false, messages, .. } if messages.is_empty()),
+            "{frame:?}"
+        );
+    }
+    // Paging with `since` in a JSON session.
+    let j = h.open(Codec::Json);
+    h.send_raw(
+        j,
+        switchboard_core::FrameKind::Text,
+        br#"{"type":"auth","token":"user:dave"}"#,
+    );
+    h.take(j);
+    h.send_raw(
+        j,
+        switchboard_core::FrameKind::Text,
+        br#"{"type":"history","room":"chat:x","since":4,"limit":1,"id":9}"#,
+    );
+    let rx = h.take(j);
+    let text = std::string::String::from_utf8(rx.raw_frames()[0].to_vec()).unwrap();
+    assert!(
+        text.starts_with(r#"{"type":"history","id":9,"room":"chat:x","epoch":""#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#""messages":[{"room":"chat:x","epoch":""#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"","offset":5,"from":{"client":""#),
+        "{text}"
+    );
+    assert!(
+        text.ends_with(r#"","user":"alice"},"data":{"n":5}}]}"#),
+        "{text}"
+    );
+}
+
+mod ring {
+    use proptest::prelude::*;
+    use std::collections::VecDeque;
+    use switchboard_core::Instant;
+    use switchboard_core::storage::{FixedHistory, History};
+
+    proptest! {
+        /// The ring against a model: what it keeps reads back exactly; it
+        /// refuses only when full, and an empty ring takes any record that
+        /// fits its bytes (so the hub's "drop the oldest until it fits"
+        /// always ends).
+        #[test]
+        fn fixed_history_ring_matches_a_model(ops in prop::collection::vec((0usize..70, any::<bool>()), 0..200)) {
+            let mut ring = FixedHistory::<5, 128>::default();
+            let mut model: VecDeque<(u64, Vec<u8>)> = VecDeque::new();
+            for (offset, (len, pop)) in ops.into_iter().enumerate() {
+                let offset = offset as u64;
+                if pop {
+                    ring.pop_oldest();
+                    model.pop_front();
+                } else {
+                    let record: Vec<u8> = (0..len).map(|i| (offset as u8).wrapping_add(i as u8)).collect();
+                    while !ring.fits(len) && !ring.is_empty() {
+                        ring.pop_oldest();
+                        model.pop_front();
+                    }
+                    prop_assert!(ring.fits(len), "an empty ring takes {} bytes", len);
+                    ring.push(offset, Instant::from_secs(offset), &record).unwrap();
+                    model.push_back((offset, record));
+                }
+                prop_assert_eq!(ring.len(), model.len());
+                for (i, (o, r)) in model.iter().enumerate() {
+                    let (got_o, at, got_r) = ring.get(i).unwrap();
+                    prop_assert_eq!((got_o, at, got_r), (*o, Instant::from_secs(*o), &r[..]));
+                }
+                prop_assert!(ring.get(model.len()).is_none());
+            }
+            // Larger than the ring: refused, never a panic.
+            let mut empty = FixedHistory::<5, 128>::default();
+            prop_assert!(!empty.fits(129));
+            prop_assert!(empty.push(0, Instant::ZERO, &[0; 129]).is_err());
+        }
+    }
 }

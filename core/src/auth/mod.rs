@@ -5,6 +5,10 @@ use core::fmt;
 
 use crate::time::Instant;
 
+#[cfg(feature = "hs256")]
+mod hs256;
+#[cfg(feature = "hs256")]
+pub use hs256::{Hs256Authenticator, Hs256Identity, MAX_CLAIMS_LEN};
 #[cfg(feature = "jwt")]
 mod jwt;
 #[cfg(feature = "jwt")]

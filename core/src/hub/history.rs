@@ -35,17 +35,39 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
     }
 
     /// Keeps message `offset` of room `key` in its history: within the
-    /// room's `history_size` and the hub's `max_history_bytes` (the oldest
-    /// messages of the whole hub go first).
-    #[cfg(feature = "alloc")]
-    pub(super) fn keep_message(&mut self, key: u32, offset: u64, now: Instant, record: &[u8]) {
-        let size = record.len() + HISTORY_OVERHEAD;
+    /// room's `history_size`, its store's capacity (a fixed ring drops its
+    /// oldest messages to make room) and the hub's `max_history_bytes` (the
+    /// oldest messages of the whole hub go first). `record` is the stored
+    /// form, `(from, data)` in postcard, written in place.
+    pub(super) fn keep_message(
+        &mut self,
+        key: u32,
+        offset: u64,
+        now: Instant,
+        record: &(Option<Sender<'_>>, Data<'_>),
+    ) {
+        let Ok(len) =
+            postcard::serialize_with_flavor(record, postcard::ser_flavors::Size::default())
+        else {
+            return;
+        };
+        let size = len + HISTORY_OVERHEAD;
         self.evict_for(size, key);
+        while self
+            .rooms
+            .get(key)
+            .is_some_and(|r| !r.history.fits(len) && !r.history.is_empty())
+        {
+            self.pop_kept(key);
+        }
         let Some(room) = self.rooms.get_mut(key) else {
             return;
         };
         let ns = *self.config.namespace_of(&room.name);
-        if room.history.push(offset, now, record).is_err() {
+        let written = room.history.push_with(offset, now, len, |buf| {
+            postcard::to_slice(record, buf).map(|_| ()).map_err(|_| ())
+        });
+        if written.is_err() {
             return;
         }
         self.history_bytes += size;
@@ -67,7 +89,6 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
 
     /// Drops the hub's oldest kept messages until `size` more bytes fit
     /// `max_history_bytes`. Room `publishing` is not freed meanwhile.
-    #[cfg(feature = "alloc")]
     pub(super) fn evict_for(&mut self, size: usize, publishing: u32) {
         while self.history_bytes + size > self.config.max_history_bytes {
             let Some(k) = self.kept.pop_front() else {
@@ -136,7 +157,9 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         let Some(codec) = self.conns.at(id).map(|c| c.codec) else {
             return;
         };
-        let limit = limit.unwrap_or(100).min(1000) as usize;
+        // A no-op with `alloc` (REPLY_MESSAGES is usize::MAX there).
+        #[allow(clippy::unnecessary_min_or_max)]
+        let limit = (limit.unwrap_or(100).min(1000) as usize).min(REPLY_MESSAGES);
         #[cfg(feature = "alloc")]
         if self.remote.is_some() {
             return self.history_remote(now, id, req, name, since, limit);
@@ -190,6 +213,18 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
     }
 }
 
+/// The most messages one `history` or `subscribed` reply carries. With an
+/// allocator, `max_reply_bytes` and `max_recover` bound replies; without one
+/// the messages of a reply are gathered on the stack, so a `history` reply
+/// carries at most this many (the client pages on with `since`, PROTOCOL.md
+/// §9 "Replies are bounded") and a longer recovery answers `recovered: false`.
+#[cfg(feature = "alloc")]
+pub const REPLY_MESSAGES: usize = usize::MAX;
+/// The most messages one `history` or `subscribed` reply carries (see the
+/// `alloc` build's docs): gathered on the stack without an allocator.
+#[cfg(not(feature = "alloc"))]
+pub const REPLY_MESSAGES: usize = 16;
+
 /// Encodes `reply(count)`, a reply carrying `count` messages, with one
 /// message fewer each time it comes out over `max` bytes, down to one
 /// (PROTOCOL.md §9 "Replies are bounded"). `count` is a first guess from
@@ -225,7 +260,7 @@ pub(super) fn encode_with_messages<S: Storage>(
     #[cfg(feature = "alloc")]
     let mut messages: Vec<MessageFrame<'_>> = Vec::new();
     #[cfg(not(feature = "alloc"))]
-    let mut messages: heapless::Vec<MessageFrame<'_>, 1> = heapless::Vec::new();
+    let mut messages: heapless::Vec<MessageFrame<'_>, REPLY_MESSAGES> = heapless::Vec::new();
     for i in from..from.saturating_add(count) {
         let Some(kept) = kept_message(room, i) else {
             break;
@@ -236,6 +271,8 @@ pub(super) fn encode_with_messages<S: Storage>(
         };
         #[cfg(feature = "alloc")]
         messages.push(m);
+        // Callers ask for at most `REPLY_MESSAGES` (history pages, and a
+        // recovery longer than that is not one): nothing is cut here.
         #[cfg(not(feature = "alloc"))]
         if messages.push(m).is_err() {
             break;

@@ -32,9 +32,13 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                 if let Some(m) = member_in::<S, A::Identity>(&self.conns, s.conn) {
                     #[cfg(feature = "alloc")]
                     members.push(m);
+                    // Never a truncated list: a room with more members than
+                    // one reply gathers on the stack answers 4006.
                     #[cfg(not(feature = "alloc"))]
                     if members.push(m).is_err() {
-                        break;
+                        drop(members);
+                        let reason = "presence list larger than one reply";
+                        return self.reply_error(id, req, ErrorCode::Limit, reason);
                     }
                 }
             }

@@ -181,8 +181,11 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         });
         // Replies are bounded (PROTOCOL.md §9): a replay of more than
         // `max_recover` messages or `max_reply_bytes` is not a recovery.
-        let replay_from =
-            replay_from.filter(|from| room.history.len() - from <= self.config.max_recover);
+        // `min` is a no-op with `alloc` (REPLY_MESSAGES is usize::MAX there).
+        #[allow(clippy::unnecessary_min_or_max)]
+        let replay_from = replay_from.filter(|from| {
+            room.history.len() - from <= self.config.max_recover.min(REPLY_MESSAGES)
+        });
         let mut r = encode_with_messages(
             &mut self.arena,
             codec,
@@ -303,23 +306,11 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         // refused publish leaves no gap (PROTOCOL.md §3).
         let offset = room.offset + 1;
         self.fan_out(key, offset, from_frame.clone(), data)?;
-        #[cfg(feature = "alloc")]
-        let record = if keep > 0 {
-            Some(
-                postcard::to_allocvec(&(from_frame, Data::Borrowed(data)))
-                    .map_err(|_| PublishError::Full)?,
-            )
-        } else {
-            None
-        };
-        #[cfg(not(feature = "alloc"))]
-        let _ = (keep, from_frame, now);
         if let Some(room) = self.rooms.get_mut(key) {
             room.offset = offset;
         }
-        #[cfg(feature = "alloc")]
-        if let Some(record) = record {
-            self.keep_message(key, offset, now, &record);
+        if keep > 0 {
+            self.keep_message(key, offset, now, &(from_frame, Data::Borrowed(data)));
         }
         Ok(offset)
     }

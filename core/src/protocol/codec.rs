@@ -138,7 +138,7 @@ impl Codec {
             #[cfg(feature = "json")]
             Codec::Json => super::json::decode_client(bytes),
             #[cfg(not(feature = "json"))]
-            Codec::Json => Err(DecodeError::malformed(None, "JSON codec not built in")),
+            Codec::Json => super::json_slice::decode_client(bytes),
             Codec::Postcard => postcard::from_bytes(bytes)
                 .map_err(|_| DecodeError::malformed(None, "malformed postcard frame")),
         }
@@ -156,9 +156,8 @@ impl Codec {
         }
     }
 
-    /// Encodes a server frame into `out` and returns the length written.
-    /// Only postcard can encode without an allocator; JSON answers
-    /// [`EncodeError::Invalid`] here (use [`Codec::encode_server`]).
+    /// Encodes a server frame into `out` and returns the length written
+    /// (JSON through [`super::json_slice`], no allocator).
     pub fn encode_server_to_slice(
         self,
         frame: &ServerFrame<'_>,
@@ -166,12 +165,12 @@ impl Codec {
     ) -> Result<usize, EncodeError> {
         match self {
             Codec::Postcard => postcard_to_slice(frame, out),
-            Codec::Json => Err(EncodeError::Invalid),
+            Codec::Json => super::json_slice::encode_server(frame, out),
         }
     }
 
-    /// Encodes a client frame into `out` and returns the length written
-    /// (postcard only, as [`Codec::encode_server_to_slice`]).
+    /// Encodes a client frame into `out` and returns the length written, as
+    /// [`Codec::encode_server_to_slice`].
     pub fn encode_client_to_slice(
         self,
         frame: &ClientFrame<'_>,
@@ -179,7 +178,7 @@ impl Codec {
     ) -> Result<usize, EncodeError> {
         match self {
             Codec::Postcard => postcard_to_slice(frame, out),
-            Codec::Json => Err(EncodeError::Invalid),
+            Codec::Json => super::json_slice::encode_client(frame, out),
         }
     }
 
@@ -194,7 +193,7 @@ impl Codec {
             #[cfg(feature = "json")]
             Codec::Json => super::json::encode_server(frame, out),
             #[cfg(not(feature = "json"))]
-            Codec::Json => Err(EncodeError::Invalid),
+            Codec::Json => grow_into(out, |buf| super::json_slice::encode_server(frame, buf)),
             Codec::Postcard => postcard_extend(frame, out),
         }
     }
@@ -210,7 +209,7 @@ impl Codec {
             #[cfg(feature = "json")]
             Codec::Json => super::json::encode_client(frame, out),
             #[cfg(not(feature = "json"))]
-            Codec::Json => Err(EncodeError::Invalid),
+            Codec::Json => grow_into(out, |buf| super::json_slice::encode_client(frame, buf)),
             Codec::Postcard => postcard_extend(frame, out),
         }
     }
@@ -221,6 +220,31 @@ fn postcard_to_slice<T: serde::Serialize>(value: &T, out: &mut [u8]) -> Result<u
         Ok(used) => Ok(used.len()),
         Err(postcard::Error::SerializeBufferFull) => Err(EncodeError::BufferFull),
         Err(_) => Err(EncodeError::Invalid),
+    }
+}
+
+/// Appends what `encode` writes to `out`, growing the spare room until it
+/// fits (the slice JSON writer behind a `Vec`, without serde_json).
+#[cfg(all(feature = "alloc", not(feature = "json")))]
+fn grow_into(
+    out: &mut Vec<u8>,
+    encode: impl Fn(&mut [u8]) -> Result<usize, EncodeError>,
+) -> Result<(), EncodeError> {
+    let start = out.len();
+    let mut room = 256usize;
+    loop {
+        out.resize(start + room, 0);
+        match encode(&mut out[start..]) {
+            Ok(n) => {
+                out.truncate(start + n);
+                return Ok(());
+            }
+            Err(EncodeError::BufferFull) => room = room.saturating_mul(2),
+            Err(e) => {
+                out.truncate(start);
+                return Err(e);
+            }
+        }
     }
 }
 

@@ -3,12 +3,18 @@
 //! The frame types borrow from the input wherever they can ([`Text`], [`Data`],
 //! [`Seq`]); with the `alloc` feature they fall back to owned values (a JSON
 //! string with escapes, a base64 payload, a list of nested messages).
+//!
+//! JSON has two paths with one wire format: [`json`] (serde_json, feature
+//! `json`, needs `alloc`) and [`json_slice`] (no allocator: borrows from the
+//! input, writes into the caller's slice). Slice encoding always takes the
+//! second; decoding takes the first when it is built in.
 
 mod codec;
 mod codes;
 mod frame;
 #[cfg(feature = "json")]
 pub mod json;
+pub mod json_slice;
 mod text;
 
 pub use codec::{Codec, DecodeError, EncodeError, FrameKind};
