@@ -29,15 +29,27 @@ async fn wasm_final_close_codes_stop_and_report() {
     run(binary(), Scenario::FinalCloseCodes).await;
 }
 
-/// The in-memory store: a restarted node has lost its history. A node of a
-/// cluster with the Redis store runs the same scenario with
-/// `keeps_history: true`.
+/// The in-memory store: a restarted node has lost its history.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wasm_recovers_after_a_cut_a_1012_restart_and_a_kill() {
     run(
         binary(),
         Scenario::DropsAndRestarts(Node {
             keeps_history: false,
+        }),
+    )
+    .await;
+}
+
+/// The Redis store: the restarted node finds the room's history (and the
+/// publisher's idempotency keys) in Redis, so the page recovers across the
+/// graceful restart and across the kill, with no gap and no duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wasm_recovers_across_restarts_of_a_redis_node() {
+    run(
+        binary(),
+        Scenario::DropsAndRestarts(Node {
+            keeps_history: true,
         }),
     )
     .await;

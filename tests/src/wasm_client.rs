@@ -77,7 +77,19 @@ pub async fn run(binary: &Path, scenario: Scenario) {
     env.binary = binary.to_path_buf();
     let outcome = match tokio::time::timeout(WHOLE, async {
         let config = env.temp_path("wasm.toml")?;
-        std::fs::write(&config, CONFIG)?;
+        // A node that keeps history across restarts: the Redis store, on a
+        // redis-server of the test's own.
+        let redis = match scenario {
+            Scenario::DropsAndRestarts(Node {
+                keeps_history: true,
+            }) => Some(crate::redis::RedisServer::start()),
+            _ => None,
+        };
+        let text = match &redis {
+            Some(r) => format!("redis = \"{}\"\n{CONFIG}", r.url()),
+            None => CONFIG.to_owned(),
+        };
+        std::fs::write(&config, text)?;
         let addr = env.start_server_with(&config)?;
         let proxy = Proxy::start(addr).await?;
         let webdriver = env.start_chromedriver(&chromedriver)?;
