@@ -426,6 +426,16 @@ impl Inner {
                 }
                 self.welcome = Some(w);
             }
+            Event::User { user } => {
+                // The anonymous `welcome` now has its user.
+                if let Some(w) = &self.welcome {
+                    js::set(
+                        w.unchecked_ref(),
+                        "user",
+                        &user.as_deref().map_or(JsValue::NULL, JsValue::from_str),
+                    );
+                }
+            }
             Event::Message(m) => self.deliver(&m.room, js::message(&m)),
             Event::Resubscribed { room, recovered } => {
                 self.emit(Some(&room), "recovered", &JsValue::from_bool(recovered));

@@ -49,8 +49,12 @@ impl Pair {
     }
 
     fn with_token(config: ClientConfig, token: &str) -> Pair {
+        Pair::with_hub(config, token, hub_config())
+    }
+
+    fn with_hub(config: ClientConfig, token: &str, hub: Config) -> Pair {
         let mut s = Session::new(config, 7);
-        let h = Harness::new(hub_config());
+        let h = Harness::new(hub);
         s.set_token(h.now, Some(token.into()), None);
         s.connect(h.now);
         let mut p = Pair {
@@ -839,4 +843,50 @@ fn token_expiry_reads_the_jwt_exp_claim() {
     assert_eq!(token_expiry("user:alice"), None);
     assert_eq!(token_expiry("a.!!!.b"), None);
     assert_eq!(token_expiry("a.bm90IGpzb24.b"), None);
+}
+
+#[test]
+fn a_first_frame_token_on_an_anonymous_hub_reports_its_user() {
+    // The hub welcomes the connection anonymously at once; the token the
+    // session sent first is answered `authed`, which names the user.
+    let hub = Config {
+        allow_anonymous: true,
+        ..hub_config()
+    };
+    let mut p = Pair::with_hub(ClientConfig::default(), "user:alice", hub);
+    assert_eq!(p.s.state(), State::Connected);
+    let events = p.take_events();
+    let welcome = events
+        .iter()
+        .position(|e| matches!(e, Event::Welcome { user: None, .. }))
+        .unwrap_or_else(|| panic!("an anonymous welcome in {events:?}"));
+    let user = events
+        .iter()
+        .position(|e| matches!(e, Event::User { user: Some(u) } if u == "alice"))
+        .unwrap_or_else(|| panic!("the user after the welcome in {events:?}"));
+    assert!(welcome < user);
+    // A refresh afterwards is still answered as a refresh.
+    let op = p.s.refresh(p.now(), "user:alice".into(), None);
+    p.pump();
+    assert_eq!(
+        p.reply(op),
+        Ok(Reply::Authed {
+            user: Some("alice".into())
+        })
+    );
+    assert!(
+        !p.take_events()
+            .iter()
+            .any(|e| matches!(e, Event::User { .. }))
+    );
+    // On a hub that waits for the token, the welcome names the user and no
+    // `User` event follows.
+    let mut p = Pair::new(ClientConfig::default());
+    let events = p.take_events();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Welcome { user: Some(u), .. } if u == "alice"))
+    );
+    assert!(!events.iter().any(|e| matches!(e, Event::User { .. })));
 }

@@ -235,6 +235,13 @@ pub enum Event {
         /// The server's heartbeat interval (`ping_interval_ms`).
         ping_interval: Duration,
     },
+    /// The connection's user is now `user`: the `authed` answering the
+    /// token sent in the first frame to a hub that had already welcomed the
+    /// connection anonymously (its `welcome` said no user).
+    User {
+        /// User id.
+        user: Option<String>,
+    },
     /// A message, exactly once per `(epoch, offset)`, in offset order.
     Message(Message),
     /// A room was resubscribed after a reconnect; `recovered: false` means
@@ -368,6 +375,10 @@ pub struct Session {
     pending: BTreeMap<u64, Pending>,
     offline: VecDeque<Queued>,
     auths: VecDeque<AuthWait>,
+    /// The token went in this connection's first frame and no `welcome`
+    /// with a user has answered it yet: an anonymous hub answers it with
+    /// `authed`, after its `welcome`.
+    first_auth: bool,
     next_id: u64,
     next_op: u64,
     out: VecDeque<OutputItem>,
@@ -449,6 +460,7 @@ impl Session {
             pending: BTreeMap::new(),
             offline: VecDeque::new(),
             auths: VecDeque::new(),
+            first_auth: false,
             next_id: 1,
             next_op: 1,
             out: VecDeque::new(),
@@ -671,12 +683,14 @@ impl Session {
             return;
         }
         self.transport_open = true;
+        self.first_auth = false;
         if !self.config.token_in_upgrade
             && let Some(t) = self.token.clone()
         {
             self.send(&ClientFrame::Auth {
                 token: Text::Borrowed(&t),
             });
+            self.first_auth = true;
         }
     }
 
@@ -698,6 +712,10 @@ impl Session {
                 self.server_ping = Duration::from_millis(ping_interval_ms);
                 self.ping_at = Some(now + self.ping_interval());
                 let (client, user) = (client.to_string(), user.map(|u| u.to_string()));
+                if user.is_some() {
+                    // This `welcome` answered the first frame's token.
+                    self.first_auth = false;
+                }
                 self.event(Event::State {
                     state: State::Connected,
                     code: None,
@@ -804,7 +822,13 @@ impl Session {
                 member: member(&m),
             }),
             ServerFrame::Authed { user } => {
-                if let Some(AuthWait { op: Some(op), .. }) = self.auths.pop_front() {
+                if core::mem::take(&mut self.first_auth) {
+                    // Answers come in order: the first frame's token was
+                    // sent before any refresh.
+                    self.event(Event::User {
+                        user: user.map(|u| u.to_string()),
+                    });
+                } else if let Some(AuthWait { op: Some(op), .. }) = self.auths.pop_front() {
                     let user = user.map(|u| u.to_string());
                     self.event(Event::Reply {
                         op,

@@ -500,6 +500,7 @@ impl Driver {
                     None => Event::Reconnected(welcome),
                 }
             }
+            E::User { user } => Event::Authed { user },
             E::Message(m) => Event::Message(m.into()),
             E::Resubscribed { room, recovered } => Event::Resubscribed { room, recovered },
             E::Join { room, member } => Event::Join { room, member },

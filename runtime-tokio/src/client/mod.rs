@@ -270,6 +270,13 @@ pub enum Event {
     /// Reconnection on: connected again, with this new `welcome` (a new
     /// client id); [`Client::welcome`] follows it.
     Reconnected(Welcome),
+    /// The connection's user is now `user`: the answer to the token sent in
+    /// the first frame to a hub that welcomed the connection anonymously;
+    /// [`Client::welcome`] follows it.
+    Authed {
+        /// User id.
+        user: Option<String>,
+    },
     /// Reconnection on: a room was subscribed again after a reconnect;
     /// `recovered: false` means messages were missed: refetch its state.
     Resubscribed {
@@ -614,6 +621,7 @@ impl Client {
                     .insert(m.room.clone(), (m.epoch.clone(), m.offset));
             }
             Event::Reconnected(w) => self.welcome = w.clone(),
+            Event::Authed { user } => self.welcome.user = user.clone(),
             _ => {}
         }
         Some(event)
