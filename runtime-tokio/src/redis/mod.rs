@@ -662,6 +662,16 @@ impl Store for RedisStore {
 }
 
 impl Inner {
+    /// The rooms with local subscribers, copied out of the lock.
+    fn listened(&self) -> Vec<String> {
+        self.rooms
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+
     fn send(&self, job: Job) {
         // The receiver lives as long as the dispatcher, which lives as long
         // as the store: a send fails only while the process stops.
@@ -1093,13 +1103,7 @@ async fn supervise(inner: Arc<Inner>) {
         };
         let resubscribed = async {
             sink.control(format!("{CTL_ALL}:{}", inner.node)).await?;
-            let rooms: Vec<String> = inner
-                .rooms
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .iter()
-                .cloned()
-                .collect();
+            let rooms = inner.listened();
             for room in &rooms {
                 sink.room(channel(room), true).await?;
             }
@@ -1220,13 +1224,7 @@ async fn presence_ticks(inner: std::sync::Weak<Inner>) {
         let Some(conn) = inner.connection() else {
             continue;
         };
-        let rooms: Vec<String> = inner
-            .rooms
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .cloned()
-            .collect();
+        let rooms = inner.listened();
         let ttl = inner.options.presence_ttl.as_millis() as u64;
         let ticks = FuturesUnordered::new();
         for room in rooms {
