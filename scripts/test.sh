@@ -127,20 +127,71 @@ no_clock_in_core() {
 step no_clock_in_core
 step cargo fmt --all -- --check
 step cargo clippy --workspace --all-targets -- -D warnings
-step cargo build -p switchboard-core --no-default-features --target thumbv7em-none-eabihf
-# The device build: JSON, history and HS256 without an allocator.
-step cargo build -p switchboard-core --no-default-features --features hs256 --target thumbv7em-none-eabihf
-step cargo clippy -p switchboard-core --no-default-features --all-targets -- -D warnings
-step cargo build -p switchboard-core --no-default-features --features alloc,json --target wasm32-unknown-unknown
-step cargo clippy -p switchboard-wasm --target wasm32-unknown-unknown -- -D warnings
-step cargo test -p switchboard-core --no-default-features
+# ------------------------------------------------------- side by side -----
+# Suites that share nothing but the CPU run at the same time, each in its own
+# target directory (so no cargo waits on another's lock) and with its output
+# in its own log, printed whole when the suite ends. A suite's steps still run
+# one after another and the first failure ends it.
+BASE_TARGET=${CARGO_TARGET_DIR:-$PWD/target}
+LOGS=$(mktemp -d)
+trap 'rm -rf "$LOGS"' EXIT
+side_by_side() {
+    local names=("$@") pids=() failed=()
+    for name in "${names[@]}"; do
+        header "started: $name (side by side with the others of: ${names[*]})"
+        ("$name") >"$LOGS/$name.log" 2>&1 &
+        pids+=($!)
+    done
+    local i
+    for i in "${!names[@]}"; do
+        local name=${names[$i]}
+        if wait "${pids[$i]}"; then
+            header "finished: $name"
+        else
+            header "${RED}FAILED:${RESET} $name"
+            failed+=("$name")
+        fi
+        cat "$LOGS/$name.log"
+        # The suite's own step timings, for the summary at the end.
+        while IFS= read -r line; do
+            SUMMARY+=("$line")
+        done < <(sed -n 's/^SUMMARY: //p' "$LOGS/$name.log")
+    done
+    if ((${#failed[@]})); then
+        printf '\n%sFAILED:%s %s\n' "$RED" "$RESET" "${failed[*]}" >&2
+        exit 1
+    fi
+}
+# In a suite (a subshell), `step` records its timing as a line of the log.
+suite_step() {
+    step "$@"
+    printf 'SUMMARY: %s\n' "${SUMMARY[-1]}"
+}
+
+# The no_std, device and browser builds of the core, and the core's tests
+# without its default features.
+embedded_builds() {
+    export CARGO_TARGET_DIR=$BASE_TARGET/embedded
+    suite_step cargo build -p switchboard-core --no-default-features --target thumbv7em-none-eabihf
+    # The device build: JSON, history and HS256 without an allocator.
+    suite_step cargo build -p switchboard-core --no-default-features --features hs256 --target thumbv7em-none-eabihf
+    suite_step cargo clippy -p switchboard-core --no-default-features --all-targets -- -D warnings
+    suite_step cargo build -p switchboard-core --no-default-features --features alloc,json --target wasm32-unknown-unknown
+    suite_step cargo clippy -p switchboard-wasm --target wasm32-unknown-unknown -- -D warnings
+    suite_step cargo test -p switchboard-core --no-default-features
+}
+
+# Every fuzz target for a short, fixed time on its committed corpus.
+fuzzing() {
+    export CARGO_TARGET_DIR=$BASE_TARGET/fuzz
+    suite_step bash fuzz/run.sh "${FUZZ_SECONDS:-15}"
+}
+
+side_by_side embedded_builds fuzzing
 
 # The browser test must not skip silently here.
 export SWITCHBOARD_REQUIRE_BROWSER=1
 step cargo test --workspace
-
-# Every fuzz target for a short, fixed time on its committed corpus.
-step bash fuzz/run.sh "${FUZZ_SECONDS:-15}"
 
 header "all checks passed"
 printf '    %s\n' "${SUMMARY[@]}"
