@@ -6,7 +6,9 @@
 //! `SO_REUSEPORT` without listening, so `--listen 127.0.0.1:0` works), starts
 //! the workers with that address, waits for each one's listening line,
 //! prints the line once, and forwards SIGTERM, SIGINT and SIGUSR1 to every
-//! worker; it exits when they all have.
+//! worker; it exits when they all have. A worker whose supervisor dies
+//! (even by SIGKILL) gets SIGTERM from the kernel (Linux's parent-death
+//! signal), so that no worker outlives it.
 
 use std::io::BufRead as _;
 use std::net::SocketAddr;
@@ -60,12 +62,26 @@ pub(crate) async fn supervise<R: Runtime>(n: usize, listen: SocketAddr) -> anyho
     let mut children: Vec<Child> = Vec::with_capacity(n);
     let (tx, rx) = std::sync::mpsc::channel();
     for i in 0..n {
-        let spawned = Command::new(&exe)
-            .args(worker_args(addr))
+        let mut cmd = Command::new(&exe);
+        cmd.args(worker_args(addr))
             .env(WORKER_ENV, std::process::id().to_string())
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn();
+            .stdout(Stdio::piped());
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::process::CommandExt as _;
+            // SAFETY: prctl is async-signal-safe and touches no memory of
+            // ours: it is allowed between fork and exec.
+            unsafe {
+                cmd.pre_exec(|| {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let spawned = cmd.spawn();
         let mut child = match spawned {
             Ok(c) => c,
             Err(e) => {

@@ -50,7 +50,8 @@ fn temp_dir(what: &str) -> PathBuf {
     dir
 }
 
-/// Sends `PING` and reads the answer, bounded by `limit`.
+/// Sends `PING` and reads the answer, bounded by `limit`: `+PONG`, or
+/// `-NOAUTH` from a server with a password (it is up).
 fn pings(port: u16, limit: Duration) -> bool {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let Ok(mut s) = TcpStream::connect_timeout(&addr, limit) else {
@@ -61,7 +62,25 @@ fn pings(port: u16, limit: Duration) -> bool {
         return false;
     }
     let mut buf = [0u8; 7];
-    s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+    s.read_exact(&mut buf).is_ok() && (&buf == b"+PONG\r\n" || &buf == b"-NOAUTH")
+}
+
+/// `PING` over TLS (without checking the certificate), through `redis-cli`.
+fn pings_tls(port: u16) -> bool {
+    let out = cli(&["--tls", "--insecure", "-p", &port.to_string(), "ping"]);
+    out.trim() == "PONG" || out.contains("NOAUTH")
+}
+
+/// The files of a TLS server: its certificate chain and key, and the
+/// authority clients check it against (PEM files).
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The server's certificate (chain), PEM.
+    pub cert: PathBuf,
+    /// Its private key, PEM.
+    pub key: PathBuf,
+    /// The authority's certificate, PEM.
+    pub ca: PathBuf,
 }
 
 /// Runs `redis-cli` with `args`; its stdout.
@@ -90,6 +109,7 @@ pub struct RedisServer {
     dir: PathBuf,
     persistent: bool,
     extra: Vec<String>,
+    tls: bool,
 }
 
 impl RedisServer {
@@ -112,6 +132,45 @@ impl RedisServer {
             dir: temp_dir("redis"),
             persistent,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            tls: false,
+        };
+        s.spawn();
+        s
+    }
+
+    /// A server that speaks only TLS on its port (`--port 0 --tls-port
+    /// PORT`), with `files`, not asking clients for certificates.
+    pub fn tls(files: &TlsFiles) -> Self {
+        Self::tls_with(files, &[])
+    }
+
+    /// [`RedisServer::tls`] with `extra` arguments (e.g. `--requirepass`).
+    pub fn tls_with(files: &TlsFiles, extra: &[&str]) -> Self {
+        let port = server_port();
+        let path = |p: &PathBuf| p.to_str().expect("utf-8 path").to_owned();
+        let mut s = RedisServer {
+            child: None,
+            port,
+            dir: temp_dir("redis-tls"),
+            persistent: false,
+            extra: vec![
+                "--port".into(),
+                "0".into(),
+                "--tls-port".into(),
+                port.to_string(),
+                "--tls-cert-file".into(),
+                path(&files.cert),
+                "--tls-key-file".into(),
+                path(&files.key),
+                "--tls-ca-cert-file".into(),
+                path(&files.ca),
+                "--tls-auth-clients".into(),
+                "no".into(),
+            ]
+            .into_iter()
+            .chain(extra.iter().map(|s| s.to_string()))
+            .collect(),
+            tls: true,
         };
         s.spawn();
         s
@@ -134,7 +193,22 @@ impl RedisServer {
             .expect("redis-server (scripts/test.sh installs it)");
         self.child = Some(child);
         let deadline = Instant::now() + WAIT;
-        while !pings(self.port, Duration::from_millis(200)) {
+        loop {
+            let up = if self.tls {
+                pings_tls(self.port)
+            } else {
+                pings(self.port, Duration::from_millis(200))
+            };
+            if up {
+                break;
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("redis-server exited at start: {status}");
+            }
             assert!(Instant::now() < deadline, "redis-server did not start");
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -201,13 +275,26 @@ pub struct RedisCluster {
 
 impl RedisCluster {
     /// Starts three masters and joins them (`redis-cli --cluster create`),
-    /// then waits for `cluster_state:ok` on each.
+    /// then waits for `cluster_state:ok` on each. A master that dies leaves
+    /// the others serving their slots (`cluster-require-full-coverage no`).
     pub fn start() -> Self {
+        Self::with(false)
+    }
+
+    /// [`RedisCluster::start`] with masters that keep their data and their
+    /// `nodes.conf` across [`RedisServer::restart`] (append-only files).
+    pub fn persistent() -> Self {
+        Self::with(true)
+    }
+
+    fn with(persistent: bool) -> Self {
         let nodes: Vec<RedisServer> = (0..3)
             .map(|_| {
                 RedisServer::with(
-                    false,
+                    persistent,
                     &[
+                        "--cluster-require-full-coverage",
+                        "no",
                         "--cluster-enabled",
                         "yes",
                         "--cluster-config-file",
@@ -240,5 +327,57 @@ impl RedisCluster {
     /// `redis://127.0.0.1:PORT` of each master.
     pub fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// `redis+cluster://` with every master as a seed.
+    pub fn url(&self) -> String {
+        let seeds: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        format!("redis+cluster://{}", seeds.join(","))
+    }
+
+    /// The index of the master that serves `key`'s slot.
+    pub fn master_of(&self, key: &str) -> usize {
+        let slot: u16 = cli(&[
+            "-p",
+            &self.nodes[0].port.to_string(),
+            "cluster",
+            "keyslot",
+            key,
+        ])
+        .trim()
+        .parse()
+        .expect("cluster keyslot");
+        for (i, n) in self.nodes.iter().enumerate() {
+            let port = n.port.to_string();
+            // Its own line of `CLUSTER NODES`: slot ranges from the 9th field.
+            let slots = cli(&["-p", &port, "cluster", "nodes"]);
+            for line in slots.lines().filter(|l| l.contains("myself")) {
+                for range in line.split_whitespace().skip(8) {
+                    let (a, b) = range.split_once('-').unwrap_or((range, range));
+                    if let (Ok(a), Ok(b)) = (a.parse::<u16>(), b.parse::<u16>())
+                        && (a..=b).contains(&slot)
+                    {
+                        return i;
+                    }
+                }
+            }
+        }
+        panic!("no master serves slot {slot}");
+    }
+
+    /// Waits until every running master sees `cluster_state:ok`.
+    pub fn wait_ok(&self) {
+        let deadline = Instant::now() + WAIT;
+        for n in self.nodes.iter().filter(|n| n.child.is_some()) {
+            let port = n.port.to_string();
+            while !cli(&["-p", &port, "cluster", "info"]).contains("cluster_state:ok") {
+                assert!(Instant::now() < deadline, "the cluster is not ok");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
     }
 }

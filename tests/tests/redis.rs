@@ -693,3 +693,249 @@ async fn random_publishes_and_reconnects_across_a_redis_restart_lose_and_duplica
         }
     }
 }
+
+/// The offsets of a `history` reply.
+fn offsets(reply: &Value) -> Vec<u64> {
+    reply["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| m["offset"].as_u64().expect("offset"))
+        .collect()
+}
+
+#[tokio::test]
+async fn history_older_than_its_ttl_is_not_read_even_before_a_publish_trims_it() {
+    let redis = RedisServer::start();
+    let mut cfg = config();
+    cfg.default_namespace.history_ttl_secs = 1;
+    let a = node_with(&redis.url(), cfg).await;
+    let (mut p, _) = client(&a).await;
+    let (mut s, _) = client(&a).await;
+    let epoch = subscribe(&mut s, "chat:ttl", json!({})).await["epoch"].clone();
+    assert_eq!(
+        publish(&mut p, "chat:ttl", json!(1), 1, None).await["offset"],
+        1
+    );
+    // The second publish renews the stream's expiry and keeps the first
+    // entry (0.6 s old then): only the read can drop it once it is 1 s old.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        publish(&mut p, "chat:ttl", json!(2), 2, None).await["offset"],
+        2
+    );
+    send_json(
+        &mut s,
+        json!({"type": "history", "room": "chat:ttl", "id": 3}),
+    )
+    .await;
+    assert_eq!(offsets(&next_of(&mut s, &["history"]).await), vec![1, 2]);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    send_json(
+        &mut s,
+        json!({"type": "history", "room": "chat:ttl", "id": 4}),
+    )
+    .await;
+    let h = next_of(&mut s, &["history"]).await;
+    assert_eq!(offsets(&h), vec![2], "{h}");
+    assert_eq!(h["offset"], 2);
+    // Recovery from before the expired entry cannot be complete.
+    let (mut late, _) = client(&a).await;
+    let r = subscribe(
+        &mut late,
+        "chat:ttl",
+        json!({"recover": {"epoch": epoch, "offset": 0}}),
+    )
+    .await;
+    assert_eq!(r["recovered"], false, "{r}");
+    // From after it, it is.
+    let (mut fresh, _) = client(&a).await;
+    let r = subscribe(
+        &mut fresh,
+        "chat:ttl",
+        json!({"recover": {"epoch": epoch, "offset": 1}}),
+    )
+    .await;
+    assert_eq!(
+        (r["recovered"].as_bool(), offsets(&r)),
+        (Some(true), vec![2]),
+        "{r}"
+    );
+}
+
+#[tokio::test]
+async fn members_are_announced_again_when_redis_comes_back_without_them() {
+    let mut redis = RedisServer::start();
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let (mut wb, idb) = client(&b).await;
+    subscribe(&mut wb, "chat:rj", json!({"presence": true})).await;
+    assert_eq!(
+        next_of(&mut wb, &["join"]).await["member"]["client"],
+        idb.as_str()
+    );
+    let (mut ma, ida) = client(&a).await;
+    subscribe(&mut ma, "chat:rj", json!({"presence": true})).await;
+    assert_eq!(
+        next_of(&mut wb, &["join"]).await["member"]["client"],
+        ida.as_str()
+    );
+    // Redis loses every member (restarted without its data): each node
+    // announces its own members again once it is back, at once (not after
+    // a presence tick of 10 s).
+    redis.restart();
+    let back = std::time::Instant::now();
+    let j = next_of(&mut wb, &["join"]).await;
+    assert_eq!(j["member"]["client"], ida.as_str(), "{j}");
+    assert!(
+        back.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        back.elapsed()
+    );
+    loop {
+        let j = next_of(&mut ma, &["join"]).await;
+        if j["member"]["client"] == idb.as_str() {
+            break;
+        }
+    }
+    // And Redis has both again.
+    let (mut q, _) = client(&b).await;
+    send_json(
+        &mut q,
+        json!({"type": "presence", "room": "chat:rj", "id": 2}),
+    )
+    .await;
+    let p = next_of(&mut q, &["presence"]).await;
+    let mut members: Vec<&str> = p["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| m["client"].as_str().expect("client"))
+        .collect();
+    members.sort_unstable();
+    let mut want = vec![ida.as_str(), idb.as_str()];
+    want.sort_unstable();
+    assert_eq!(members, want, "{p}");
+}
+
+#[tokio::test]
+async fn a_password_in_the_url_is_used_and_a_wrong_one_refused() {
+    let redis = RedisServer::with(false, &["--requirepass", "s3cret-pw"]);
+    let url = format!("redis://:s3cret-pw@127.0.0.1:{}", redis.port());
+    let (a, b) = (
+        node_with(&url, config()).await,
+        node_with(&url, config()).await,
+    );
+    let (mut p, _) = client(&a).await;
+    let (mut s, _) = client(&b).await;
+    subscribe(&mut s, "chat:pw", json!({})).await;
+    assert_eq!(
+        publish(&mut p, "chat:pw", json!(1), 1, None).await["offset"],
+        1
+    );
+    assert_eq!(next_of(&mut s, &["message"]).await["data"], 1);
+    for bad in [
+        format!("redis://:wrong@127.0.0.1:{}", redis.port()),
+        redis.url(),
+    ] {
+        let r = RedisStore::connect(RedisOptions::new(bad.as_str(), &config())).await;
+        let e = r.expect_err("refused").to_string();
+        assert!(
+            e.contains("WRONGPASS") || e.contains("NOAUTH") || e.contains("uthentication"),
+            "{bad}: {e}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_dead_cluster_master_fails_only_its_rooms_and_they_recover_with_it() {
+    let mut cluster = switchboard_tests::redis::RedisCluster::persistent();
+    let mut cfg = config();
+    cfg.store_timeout = switchboard_core::Duration::from_secs(1);
+    let (a, b) = (
+        node_with(&cluster.url(), cfg.clone()).await,
+        node_with(&cluster.url(), cfg).await,
+    );
+    // One room on the master that will die, one on another.
+    let mut dead_room = None;
+    let mut live_room = None;
+    for i in 0..64 {
+        let room = format!("chat:f{i}");
+        let m = cluster.master_of(&format!("sb:{{{room}}}:m"));
+        if m == 0 && dead_room.is_none() {
+            dead_room = Some(room);
+        } else if m != 0 && live_room.is_none() {
+            live_room = Some(room);
+        }
+    }
+    let (dead, live) = (
+        dead_room.expect("a room on master 0"),
+        live_room.expect("another"),
+    );
+    let (mut p, _) = client(&a).await;
+    let (mut s, _) = client(&b).await;
+    let e_dead = subscribe(&mut s, &dead, json!({})).await["epoch"].clone();
+    subscribe(&mut s, &live, json!({})).await;
+    for (i, room) in [&dead, &live].into_iter().enumerate() {
+        let ack = publish(&mut p, room, json!(1), i as u64 + 1, None).await;
+        assert_eq!(ack["offset"], 1, "{ack}");
+        assert_eq!(next_of(&mut s, &["message"]).await["room"], room.as_str());
+    }
+
+    cluster.nodes[0].kill();
+    let killed = std::time::Instant::now();
+    // The dead shard's room: 4013, never an ack; the live one goes on.
+    let r = publish(&mut p, &dead, json!("lost"), 10, None).await;
+    assert_eq!(
+        (r["type"].as_str(), r["code"].as_u64()),
+        (Some("error"), Some(4013)),
+        "{r}"
+    );
+    assert!(
+        killed.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        killed.elapsed()
+    );
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut id = 20;
+    let live_ack = loop {
+        id += 1;
+        let r = publish(&mut p, &live, json!(2), id, None).await;
+        if r["type"] == "ack" {
+            break r;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{live}: {r}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(live_ack["offset"], 2, "{live_ack}");
+    let m = next_of(&mut s, &["message"]).await;
+    assert_eq!(
+        (m["room"].as_str(), m["offset"].as_u64()),
+        (Some(live.as_str()), Some(2))
+    );
+    let r = publish(&mut p, &dead, json!("lost"), 11, None).await;
+    assert_eq!(r["code"], 4013, "{r}");
+
+    // Back with its data (append-only file, nodes.conf): the room goes on
+    // where it was, on both nodes, and nothing refused was stored.
+    cluster.nodes[0].restart();
+    cluster.wait_ok();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let ack = loop {
+        id += 1;
+        let r = publish(&mut p, &dead, json!(2), id, None).await;
+        if r["type"] == "ack" {
+            break r;
+        }
+        assert_eq!(r["code"], 4013, "{r}");
+        assert!(tokio::time::Instant::now() < deadline, "{dead}: {r}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(ack["offset"], 2, "{ack}");
+    let m = next_of(&mut s, &["message"]).await;
+    assert_eq!(
+        (m["room"].as_str(), m["offset"].as_u64(), &m["epoch"]),
+        (Some(dead.as_str()), Some(2), &e_dead),
+        "{m}"
+    );
+    assert_eq!(m["data"], 2);
+}

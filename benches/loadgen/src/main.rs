@@ -25,6 +25,13 @@
 //! read, not per frame. The report gives the generator's own CPU per delivery
 //! (`loadgen.cpu_us_per_delivery`).
 //!
+//! Publishers keep `--window` unacked publishes in flight each and count
+//! acks, `error` frames by code and the publish-to-ack latency
+//! (`publish.ack_latency_ms`, `publish.acked_per_sec`). `--url` may name
+//! several nodes (subscriber i connects to URL i mod K) and `--publish-url`
+//! the node(s) the publishers use, so one run measures cross-node delivery;
+//! `--connections 0` is a publish-only run (`--rooms K` spreads it over K rooms).
+//!
 //! Generic mode for the reference peers (every text frame a client sends is
 //! broadcast to every client, including the sender): `--hello none` skips
 //! welcome/subscribe, `--publish-template` gives the frame to send, with
@@ -61,6 +68,10 @@ use wire::{Conn, FrameSink, Scanner};
 
 type Ws = WebSocketStream<Conn>;
 
+/// The server's default `max_inflight` (PROTOCOL.md §9): the most requests
+/// one connection may have waiting on the store.
+const MAX_INFLIGHT: usize = 256;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Hello {
     /// Switchboard JSON protocol: wait for `welcome`, subscribe, publish with acks.
@@ -76,9 +87,15 @@ enum Hello {
     about = "Loopback load generator for Switchboard"
 )]
 struct Args {
-    /// Server URL (loopback only), e.g. ws://127.0.0.1:8080/ws.
-    #[arg(long)]
-    url: String,
+    /// Server URL(s) for the subscribers (loopback only), e.g.
+    /// ws://127.0.0.1:8080/ws; repeatable or comma-separated: subscriber i
+    /// connects to URL i mod K (subscribers spread over the nodes of a cluster).
+    #[arg(long, value_delimiter = ',', required = true)]
+    url: Vec<String>,
+    /// URL(s) for the publishers (default: the first `--url`); repeatable or
+    /// comma-separated: publisher p connects to URL p mod K.
+    #[arg(long, value_delimiter = ',')]
+    publish_url: Vec<String>,
     /// Number of subscriber connections.
     #[arg(long, default_value_t = 1000)]
     connections: usize,
@@ -115,9 +132,17 @@ struct Args {
     /// Seconds allowed for one connection (TCP + upgrade + welcome + subscribed).
     #[arg(long, default_value_t = 15.0)]
     connect_timeout: f64,
-    /// In-flight publishes per publisher when flat out (0 = unbounded).
-    #[arg(long, default_value_t = 1000)]
-    window: usize,
+    /// Unacked publishes each publisher keeps in flight (0 = unbounded).
+    /// Switchboard mode: default 64, at most 256 (the server's default
+    /// `max_inflight`: more would be refused with 4006 by a node with the Redis
+    /// store). Generic mode: default 1000 (the publisher's own broadcast copy
+    /// frees a slot).
+    #[arg(long)]
+    window: Option<usize>,
+    /// Rooms to publish to: with K > 1, message `s` goes to room `ROOM-(s mod K)`
+    /// (needs `--connections 0`: a publish-only run, e.g. to fill a store).
+    #[arg(long, default_value_t = 1)]
+    rooms: u64,
     /// After the last publish, stop waiting once no delivery arrived for this long.
     #[arg(long, default_value_t = 3.0)]
     drain_secs: f64,
@@ -147,6 +172,17 @@ struct Args {
     max_sockets: usize,
 }
 
+impl Args {
+    /// Unacked publishes per publisher; `None` = unbounded (`--window 0`).
+    fn window(&self) -> Option<usize> {
+        let w = self.window.unwrap_or(match self.hello {
+            Hello::Switchboard => 64,
+            Hello::None => 1000,
+        });
+        (w > 0).then_some(w)
+    }
+}
+
 /// Counters shared by every task.
 struct Shared {
     epoch: Instant,
@@ -161,6 +197,8 @@ struct Shared {
     first_publish_us: AtomicU64,
     published: AtomicU64,
     acked: AtomicU64,
+    /// When the last ack arrived (µs since the epoch).
+    last_ack_us: AtomicU64,
     /// Connection failures by reason.
     failures: Mutex<BTreeMap<String, u64>>,
     /// Closes and errors seen after establishment, by "who:reason".
@@ -184,9 +222,10 @@ struct ConnCfg {
     publishers: u64,
     latency_every: u64,
     recv_buffer: usize,
-    host: Ipv4Addr,
-    port: u16,
-    url: String,
+    /// Where subscribers connect (subscriber i: `subs[i % len]`).
+    subs: Vec<Target>,
+    /// Where publishers connect (publisher p: `pubs[p % len]`).
+    pubs: Vec<Target>,
     room: String,
     hello: Hello,
     ws_config: WebSocketConfig,
@@ -248,6 +287,28 @@ fn clk_tck() -> f64 {
     if t > 0 { t as f64 } else { 100.0 }
 }
 
+/// One server address, from a `ws://` URL.
+#[derive(Debug, Clone)]
+struct Target {
+    host: Ipv4Addr,
+    port: u16,
+    url: String,
+}
+
+fn parse_targets(urls: &[String]) -> Result<Vec<Target>, String> {
+    urls.iter()
+        .filter(|u| !u.is_empty())
+        .map(|u| {
+            let (host, port) = parse_url(u)?;
+            Ok(Target {
+                host,
+                port,
+                url: u.clone(),
+            })
+        })
+        .collect()
+}
+
 fn parse_url(url: &str) -> Result<(Ipv4Addr, u16), String> {
     let rest = url
         .strip_prefix("ws://")
@@ -272,18 +333,18 @@ fn parse_url(url: &str) -> Result<(Ipv4Addr, u16), String> {
 /// Connects one WebSocket from source address 127.0.0.(1 + idx % K).
 /// `limited`: keep tungstenite from reading past the frames it is asked for
 /// (subscribers, whose reads are taken over afterwards).
-async fn open_ws(cfg: &ConnCfg, idx: usize, limited: bool) -> Result<Ws, String> {
+async fn open_ws(cfg: &ConnCfg, to: &Target, idx: usize, limited: bool) -> Result<Ws, String> {
     let src = Ipv4Addr::new(127, 0, 0, 1 + (idx % cfg.source_ips.max(1) as usize) as u8);
     let sock = TcpSocket::new_v4().map_err(|e| format!("socket: {:?}", e.kind()))?;
     let _ = sock.set_reuseaddr(true);
     sock.bind(SocketAddr::new(IpAddr::V4(src), 0))
         .map_err(|e| format!("bind: {:?}", e.kind()))?;
     let stream = sock
-        .connect(SocketAddr::new(IpAddr::V4(cfg.host), cfg.port))
+        .connect(SocketAddr::new(IpAddr::V4(to.host), to.port))
         .await
         .map_err(|e| format!("tcp_connect: {:?}", e.kind()))?;
     let _ = stream.set_nodelay(true);
-    let mut req = cfg
+    let mut req = to
         .url
         .as_str()
         .into_client_request()
@@ -343,7 +404,7 @@ async fn expect_frame(ws: &mut Ws, want: &str, stage: &str) -> Result<Value, Str
 
 /// TCP + upgrade (+ welcome + subscribe for Switchboard).
 async fn establish_subscriber(cfg: &ConnCfg, idx: usize) -> Result<Ws, String> {
-    let mut ws = open_ws(cfg, idx, true).await?;
+    let mut ws = open_ws(cfg, &cfg.subs[idx % cfg.subs.len()], idx, true).await?;
     if cfg.hello == Hello::Switchboard {
         expect_frame(&mut ws, "welcome", "welcome").await?;
         let sub = json!({"type": "subscribe", "room": cfg.room, "id": 1}).to_string();
@@ -685,7 +746,12 @@ fn pad_len(payload: usize, s: u64, t: u64) -> usize {
 fn publish_frame(args: &Args, id: u64, seq: u64, t: u64, pad: &str) -> String {
     match args.hello {
         Hello::Switchboard => {
-            let room = serde_json::to_string(&args.room).unwrap();
+            let room = if args.rooms > 1 {
+                format!("{}-{}", args.room, seq % args.rooms)
+            } else {
+                args.room.clone()
+            };
+            let room = serde_json::to_string(&room).unwrap();
             format!(
                 r#"{{"type":"publish","room":{room},"id":{id},"data":{{"s":{seq},"t":{t},"p":"{pad}"}}}}"#
             )
@@ -703,6 +769,8 @@ fn publish_frame(args: &Args, id: u64, seq: u64, t: u64, pad: &str) -> String {
 struct PubResult {
     /// Bit i: message i of this publisher was acked (Switchboard) or sent (generic).
     accepted: Vec<u64>,
+    /// Publish-to-ack times (µs), Switchboard mode.
+    ack_latencies_us: Vec<u32>,
 }
 
 fn set_bit(bits: &mut [u64], i: u64) {
@@ -728,15 +796,14 @@ async fn publisher(
     // the publishers cover 0..--messages exactly.
     let seq_of = |i: u64| i * npub + pidx as u64;
     let acked_bits = Mutex::new(vec![0u64; count.div_ceil(64) as usize]);
+    // Send time of message i (µs since the epoch), for the ack latency.
+    let sent_at = Mutex::new(vec![0u64; count as usize]);
+    let ack_lat = Mutex::new(Vec::<u32>::with_capacity(count as usize));
     let published = AtomicU64::new(0);
     // `data` is {"t":T,"p":"xx…"}, padded so that its JSON text is `--payload` bytes.
     let pad_full = "x".repeat(args.payload);
     let pad_for = |s: u64, t: u64| &pad_full[..pad_len(args.payload, s, t)];
-    let window = if args.window == 0 {
-        Semaphore::MAX_PERMITS
-    } else {
-        args.window
-    };
+    let window = args.window().unwrap_or(Semaphore::MAX_PERMITS);
     let slots = Arc::new(Semaphore::new(window));
     let (mut sink, mut stream) = StreamExt::split(&mut ws);
     let outstanding = Arc::new(AtomicU64::new(0));
@@ -747,6 +814,8 @@ async fn publisher(
         let shared = shared.clone();
         let outstanding = outstanding.clone();
         let acked_bits = &acked_bits;
+        let sent_at = &sent_at;
+        let ack_lat = &ack_lat;
         async move {
             let mut ht = 0;
             while let Some(m) = stream.next().await {
@@ -767,11 +836,18 @@ async fn publisher(
                         };
                         match v.get("type").and_then(Value::as_str) {
                             Some("ack") => {
+                                let now = shared.now_us();
                                 shared.acked.fetch_add(1, Ordering::Relaxed);
+                                shared.last_ack_us.fetch_max(now, Ordering::Relaxed);
                                 outstanding.fetch_sub(1, Ordering::Relaxed);
                                 slots.add_permits(1);
                                 if let Some(id) = v.get("id").and_then(Value::as_u64) {
-                                    set_bit(&mut acked_bits.lock().unwrap(), id.wrapping_sub(1));
+                                    let i = id.wrapping_sub(1);
+                                    set_bit(&mut acked_bits.lock().unwrap(), i);
+                                    if let Some(&t) = sent_at.lock().unwrap().get(i as usize) {
+                                        let us = now.saturating_sub(t).min(u32::MAX as u64);
+                                        ack_lat.lock().unwrap().push(us as u32);
+                                    }
                                 }
                             }
                             Some("error") => {
@@ -833,6 +909,9 @@ async fn publisher(
             shared.first_publish_us.fetch_min(t, Ordering::Relaxed);
             let seq = seq_of(i);
             let frame = publish_frame(&args, i + 1, seq, t, pad_for(seq, t));
+            if let Some(at) = sent_at.lock().unwrap().get_mut(i as usize) {
+                *at = t;
+            }
             outstanding.fetch_add(1, Ordering::Relaxed);
             if sink.feed(Message::text(frame)).await.is_err() {
                 return;
@@ -879,7 +958,10 @@ async fn publisher(
             set_bit(&mut accepted, i);
         }
     }
-    PubResult { accepted }
+    PubResult {
+        accepted,
+        ack_latencies_us: ack_lat.into_inner().unwrap(),
+    }
 }
 
 /// The per-subscriber sequence check, summed over subscribers.
@@ -1043,13 +1125,27 @@ fn main() {
 
 async fn run(args: Arc<Args>, workers: Vec<Handle>) {
     let epoch = Instant::now();
-    let (host, port) = match parse_url(&args.url) {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("switchboard-loadgen: {e}");
-            std::process::exit(2);
-        }
+    let fail = |e: String| -> ! {
+        eprintln!("switchboard-loadgen: {e}");
+        std::process::exit(2);
     };
+    let subs_to = parse_targets(&args.url).unwrap_or_else(|e| fail(e));
+    let mut pubs_to = parse_targets(&args.publish_url).unwrap_or_else(|e| fail(e));
+    if subs_to.is_empty() {
+        fail("--url needs at least one URL".into());
+    }
+    if pubs_to.is_empty() {
+        pubs_to.push(subs_to[0].clone());
+    }
+    if args.rooms == 0 || (args.rooms > 1 && args.connections > 0) {
+        fail("--rooms K > 1 needs --connections 0 (subscribers listen to one room)".into());
+    }
+    if args.hello == Hello::Switchboard && args.window().is_none_or(|w| w > MAX_INFLIGHT) {
+        fail(format!(
+            "--window {:?} exceeds the server's max_inflight ({MAX_INFLIGHT}): those publishes would get 4006",
+            args.window
+        ));
+    }
     let total_sockets = args.connections
         + if args.idle_secs.is_some() {
             0
@@ -1084,6 +1180,7 @@ async fn run(args: Arc<Args>, workers: Vec<Handle>) {
         first_publish_us: AtomicU64::new(u64::MAX),
         published: AtomicU64::new(0),
         acked: AtomicU64::new(0),
+        last_ack_us: AtomicU64::new(0),
         failures: Mutex::new(BTreeMap::new()),
         events: Mutex::new(BTreeMap::new()),
         publish_errors: Mutex::new(BTreeMap::new()),
@@ -1093,9 +1190,8 @@ async fn run(args: Arc<Args>, workers: Vec<Handle>) {
         publishers: args.publishers.max(1) as u64,
         latency_every: args.latency_every,
         recv_buffer: args.recv_buffer,
-        host,
-        port,
-        url: args.url.clone(),
+        subs: subs_to,
+        pubs: pubs_to,
         room: args.room.clone(),
         hello: args.hello,
         ws_config: WebSocketConfig::default().read_buffer_size(args.read_buffer),
@@ -1144,6 +1240,10 @@ async fn run(args: Arc<Args>, workers: Vec<Handle>) {
     );
     report.insert("url".into(), json!(args.url));
     report.insert(
+        "publish_url".into(),
+        json!(cfg.pubs.iter().map(|t| t.url.as_str()).collect::<Vec<_>>()),
+    );
+    report.insert(
         "hello".into(),
         json!(format!("{:?}", args.hello).to_lowercase()),
     );
@@ -1155,7 +1255,7 @@ async fn run(args: Arc<Args>, workers: Vec<Handle>) {
     if let Some(idle) = args.idle_secs {
         let until = (tokio::time::Instant::now() + Duration::from_secs_f64(idle)).min(deadline);
         wait_with_progress(&shared, &args, "idle", until, || false).await;
-    } else if established > 0 || args.hello == Hello::None {
+    } else if established > 0 || args.connections == 0 || args.hello == Hello::None {
         // Phase 2: publishers (separate connections).
         let mut pubs = Vec::new();
         for p in 0..args.publishers {
@@ -1163,7 +1263,8 @@ async fn run(args: Arc<Args>, workers: Vec<Handle>) {
             let idx = args.connections + p;
             let r = tokio::select! {
                 r = tokio::time::timeout(cfg.timeout, async move {
-                    let mut ws = open_ws(&c, idx, false).await?;
+                    let to = &c.pubs[p % c.pubs.len()];
+                    let mut ws = open_ws(&c, to, idx, false).await?;
                     if c.hello == Hello::Switchboard {
                         expect_frame(&mut ws, "welcome", "welcome").await?;
                     }
@@ -1202,6 +1303,7 @@ async fn run(args: Arc<Args>, workers: Vec<Handle>) {
                 deadline,
             )));
         }
+        pub_report.insert("window".into(), json!(args.window()));
         let pub_results_ref = &mut pub_results;
         let all_pubs = async move {
             for h in handles {
@@ -1310,6 +1412,11 @@ async fn run(args: Arc<Args>, workers: Vec<Handle>) {
     let _ = tokio::time::timeout(Duration::from_secs(10), gather).await;
     connect_us.sort_unstable();
     lat.sort_unstable();
+    let mut ack_lat: Vec<u64> = pub_results
+        .iter()
+        .flat_map(|r| r.ack_latencies_us.iter().map(|&x| x as u64))
+        .collect();
+    ack_lat.sort_unstable();
 
     let delivered = shared.delivered.load(Ordering::Relaxed);
     report.insert(
@@ -1373,6 +1480,31 @@ async fn run(args: Arc<Args>, workers: Vec<Handle>) {
                 "p90": ms(pct(&lat, 90.0)),
                 "p99": ms(pct(&lat, 99.0)),
                 "max": ms(lat.last().copied()),
+            }),
+        );
+        let last_ack = shared.last_ack_us.load(Ordering::Relaxed);
+        let ack_span = if first != u64::MAX && last_ack > first {
+            (last_ack - first) as f64 / 1e6
+        } else {
+            0.0
+        };
+        let acked = shared.acked.load(Ordering::Relaxed);
+        pub_report.insert(
+            "acked_per_sec".into(),
+            json!(if ack_span > 0.0 {
+                (acked as f64 / ack_span).round()
+            } else {
+                0.0
+            }),
+        );
+        pub_report.insert(
+            "ack_latency_ms".into(),
+            json!({
+                "samples": ack_lat.len(),
+                "p50": ms(pct(&ack_lat, 50.0)),
+                "p90": ms(pct(&ack_lat, 90.0)),
+                "p99": ms(pct(&ack_lat, 99.0)),
+                "max": ms(ack_lat.last().copied()),
             }),
         );
         pub_report.insert("check".into(), chk.report(expected_n));

@@ -68,8 +68,14 @@ use tokio::sync::{Notify, mpsc};
 /// How the Redis store connects and times its work.
 #[derive(Debug, Clone)]
 pub struct RedisOptions {
-    /// `redis://[:PASSWORD@]HOST:PORT[/DB]`.
+    /// `redis://[[USER]:PASSWORD@]HOST:PORT[/DB]`, `rediss://…` for TLS
+    /// (`rediss://…/#insecure` accepts any certificate), or a cluster's
+    /// `redis+cluster://` / `rediss+cluster://` seeds (see [`RedisStore::connect`]).
     pub url: String,
+    /// For `rediss://`: the PEM certificate(s) of the authority that signed
+    /// the server's certificate, instead of the system's roots (e.g. a
+    /// private CA). `None`: the system's roots.
+    pub root_cert: Option<Vec<u8>>,
     /// The bound of one operation (the hub's `store_timeout`).
     pub timeout: Duration,
     /// Expiry of a presence entry (the hub's `presence_ttl`).
@@ -83,6 +89,7 @@ impl RedisOptions {
     pub fn new(url: impl Into<String>, config: &Config) -> Self {
         RedisOptions {
             url: url.into(),
+            root_cert: None,
             timeout: std::time::Duration::from_micros(config.store_timeout.as_micros()),
             presence_ttl: std::time::Duration::from_micros(config.presence_ttl.as_micros()),
             ping_interval: Duration::from_secs(1),
@@ -120,7 +127,8 @@ impl std::fmt::Debug for RedisStore {
 /// Where the store connects: one Redis, or the seed nodes of a cluster.
 enum Target {
     Single(Client),
-    Cluster(Vec<String>),
+    /// Seed URLs, and the TLS roots when they are not the system's.
+    Cluster(Vec<String>, Option<::redis::TlsCertificates>),
 }
 
 /// A command connection of either kind.
@@ -211,6 +219,8 @@ struct Inner {
     jobs: mpsc::UnboundedSender<Job>,
     jobs_rx: Mutex<Option<mpsc::UnboundedReceiver<Job>>>,
     trouble: Notify,
+    /// Runs the presence tick at once (Redis is back: re-announce members).
+    retick: Notify,
     up: AtomicBool,
     roundtrips: AtomicU64,
     roundtrip_micros: AtomicU64,
@@ -345,14 +355,31 @@ impl RedisStore {
     /// in base 36, with random characters after it so that a Redis whose
     /// data was wiped does not hand out an id in use again), and opens the
     /// pub/sub connection. Fails when Redis cannot be reached now.
+    ///
+    /// `rediss://` (and `rediss+cluster://`) speak TLS (rustls): the server's
+    /// certificate is checked against the system's roots, or against
+    /// [`RedisOptions::root_cert`]; a URL ending in `#insecure` skips the
+    /// check (a self-signed test server only).
     pub async fn connect(options: RedisOptions) -> Result<Self, RedisError> {
+        if options.url.starts_with("rediss") {
+            // rustls needs a process-wide crypto provider; another part of
+            // the process may have installed one already, which is kept.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        let certs = || ::redis::TlsCertificates {
+            client_tls: None,
+            root_cert: options.root_cert.clone(),
+        };
         let target = match cluster_seeds(&options.url) {
-            Some(seeds) => Target::Cluster(seeds),
+            Some(seeds) => Target::Cluster(seeds, options.root_cert.as_ref().map(|_| certs())),
+            None if options.root_cert.is_some() => {
+                Target::Single(Client::build_with_tls(options.url.as_str(), certs())?)
+            }
             None => Target::Single(Client::open(options.url.as_str())?),
         };
         let publish_cmd = match target {
             Target::Single(_) => "PUBLISH",
-            Target::Cluster(_) => "SPUBLISH",
+            Target::Cluster(..) => "SPUBLISH",
         };
         let (conn, sink, stream) = open(&target, &options).await?;
         let mut c = conn.clone();
@@ -382,6 +409,7 @@ impl RedisStore {
             jobs,
             jobs_rx: Mutex::new(Some(jobs_rx)),
             trouble: Notify::new(),
+            retick: Notify::new(),
             up: AtomicBool::new(true),
             roundtrips: AtomicU64::new(0),
             roundtrip_micros: AtomicU64::new(0),
@@ -426,9 +454,17 @@ impl RedisStore {
 }
 
 /// The seed URLs of `redis+cluster://[AUTH@]HOST:PORT[,HOST:PORT...]`, each
-/// as `redis://[AUTH@]HOST:PORT`; `None` for another scheme.
+/// as `redis://[AUTH@]HOST:PORT` (`rediss+cluster://`: `rediss://…`, with
+/// a `#fragment` kept on each); `None` for another scheme.
 fn cluster_seeds(url: &str) -> Option<Vec<String>> {
-    let rest = url.strip_prefix("redis+cluster://")?;
+    let (scheme, rest) = match url.strip_prefix("redis+cluster://") {
+        Some(rest) => ("redis", rest),
+        None => ("rediss", url.strip_prefix("rediss+cluster://")?),
+    };
+    let (rest, fragment) = match rest.split_once('#') {
+        Some((rest, f)) => (rest, format!("/#{f}")),
+        None => (rest, String::new()),
+    };
     let (auth, hosts) = match rest.rsplit_once('@') {
         Some((auth, hosts)) => (format!("{auth}@"), hosts),
         None => (String::new(), rest),
@@ -438,7 +474,7 @@ fn cluster_seeds(url: &str) -> Option<Vec<String>> {
         hosts
             .split(',')
             .filter(|h| !h.is_empty())
-            .map(|h| format!("redis://{auth}{h}"))
+            .map(|h| format!("{scheme}://{auth}{h}{fragment}"))
             .collect(),
     )
 }
@@ -464,9 +500,13 @@ async fn open(target: &Target, options: &RedisOptions) -> Result<Opened, RedisEr
             within(options.timeout, sink.control(CTL_ALL.to_owned())).await?;
             Ok((Conn::Single(conn), sink, Incoming::Single(stream)))
         }
-        Target::Cluster(seeds) => {
+        Target::Cluster(seeds, certs) => {
             let (tx, rx) = mpsc::unbounded_channel();
-            let client = ClusterClientBuilder::new(seeds.clone())
+            let mut builder = ClusterClientBuilder::new(seeds.clone());
+            if let Some(certs) = certs {
+                builder = builder.certs(certs.clone());
+            }
+            let client = builder
                 .use_protocol(::redis::ProtocolVersion::RESP3)
                 .connection_timeout(options.timeout)
                 .response_timeout(options.timeout)
@@ -1128,6 +1168,7 @@ async fn supervise(inner: Arc<Inner>) {
             let n = inner.reconnects.fetch_add(1, Ordering::Relaxed) + 1;
             tracing::info!(reconnects = n, rooms, "redis back: resubscribed");
             link.relay(Relay::StoreUp);
+            inner.retick.notify_one();
         }
         let mut reader = tokio::spawn(read_relay(inner.clone(), link.clone(), stream));
         let mut ping_conn = conn;
@@ -1145,8 +1186,7 @@ async fn supervise(inner: Arc<Inner>) {
             }
             let started = std::time::Instant::now();
             let limit = inner.options.ping_interval.min(inner.options.timeout);
-            let pong: Result<String, _> =
-                within(limit, ::redis::cmd("PING").query_async(&mut ping_conn)).await;
+            let pong = within(limit, ping(&mut ping_conn)).await;
             match pong {
                 Ok(_) => {
                     let us = inner.measured(started);
@@ -1160,6 +1200,7 @@ async fn supervise(inner: Arc<Inner>) {
                         let n = inner.reconnects.fetch_add(1, Ordering::Relaxed) + 1;
                         tracing::info!(reconnects = n, "redis cluster back");
                         link.relay(Relay::StoreUp);
+                        inner.retick.notify_one();
                     }
                 }
                 Err(e) => {
@@ -1186,6 +1227,24 @@ async fn supervise(inner: Arc<Inner>) {
     }
 }
 
+/// `PING`. On a cluster it goes to every master and succeeds when one
+/// answers: a cluster is down only when no master answers. With one shard
+/// down the others keep serving, and the operations on the dead shard's
+/// rooms fail one by one (4013), until it is back.
+async fn ping(conn: &mut Conn) -> ::redis::RedisResult<Value> {
+    use ::redis::cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo};
+    match conn {
+        Conn::Single(c) => ::redis::cmd("PING").query_async(c).await,
+        Conn::Cluster(c) => {
+            let routing = RoutingInfo::MultiNode((
+                MultipleNodeRoutingInfo::AllMasters,
+                Some(ResponsePolicy::OneSucceeded),
+            ));
+            c.route_command(::redis::cmd("PING"), routing).await
+        }
+    }
+}
+
 /// Delivers what the subscriptions receive until they end.
 async fn read_relay(inner: Arc<Inner>, link: StoreLink, incoming: Incoming) {
     match incoming {
@@ -1209,15 +1268,21 @@ async fn read_relay(inner: Arc<Inner>, link: StoreLink, incoming: Incoming) {
     tracing::debug!("redis pub/sub connection ended");
 }
 
-/// Every third of the presence ttl: refresh this node's members and remove
-/// the expired members of every listened room (see the module docs).
+/// Every third of the presence ttl, and at once when Redis is back: refresh
+/// this node's members (announcing those Redis did not have) and remove the
+/// expired members of every listened room (see the module docs).
 async fn presence_ticks(inner: std::sync::Weak<Inner>) {
     loop {
-        let period = match inner.upgrade() {
-            Some(i) => i.options.presence_ttl / 3,
-            None => return,
+        let Some(strong) = inner.upgrade() else {
+            return;
         };
-        tokio::time::sleep(period.max(Duration::from_millis(50))).await;
+        let period = (strong.options.presence_ttl / 3).max(Duration::from_millis(50));
+        // The wait holds the store for one period at most.
+        let retick = async move { strong.retick.notified().await };
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = retick => {}
+        }
         let Some(inner) = inner.upgrade() else {
             return;
         };
@@ -1281,6 +1346,13 @@ mod tests {
             Some(vec![
                 "redis://:pw@a:1".to_owned(),
                 "redis://:pw@b:2".to_owned()
+            ])
+        );
+        assert_eq!(
+            cluster_seeds("rediss+cluster://a:1,b:2#insecure"),
+            Some(vec![
+                "rediss://a:1/#insecure".to_owned(),
+                "rediss://b:2/#insecure".to_owned()
             ])
         );
     }

@@ -6,6 +6,7 @@
 /// age limit), key window (s, 0 = no key), the publish command, meta ttl (ms).
 ///
 /// Refuses once the deadline passed (Redis `TIME`): a 4013 stays final.
+/// Records the age limit in the meta (`a`, ms) for [`READ`].
 /// Answers `{'late'}`, `{'dup', epoch, offset}` or `{'ok', epoch, offset}`.
 pub(super) const PUBLISH: &str = r#"
 local t = redis.call('TIME')
@@ -31,6 +32,7 @@ local size = tonumber(ARGV[4])
 if size > 0 then
   redis.call('XADD', KEYS[2], 'MAXLEN', size, offset .. '-1', 't', now, 'b', ARGV[3])
   local ttl = tonumber(ARGV[5])
+  redis.call('HSET', KEYS[1], 'a', ttl)
   if ttl > 0 then
     redis.call('PEXPIRE', KEYS[2], ttl)
     local old = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 32)
@@ -52,8 +54,11 @@ return {'ok', epoch, offset}
 
 /// Read. KEYS: meta, stream. ARGV: epoch suffix, after (-1 = the latest),
 /// limit, meta ttl (ms). A room that Redis does not know gets its epoch now
-/// (so that a subscriber's position is kept). Answers
-/// `{epoch, offset, offset1, body1, offset2, body2, ...}`, oldest first.
+/// (so that a subscriber's position is kept). Entries older than the room's
+/// age limit (`a` in the meta, set by [`PUBLISH`]) are dropped first, so that
+/// neither history nor recovery returns them even when no publish has
+/// trimmed them yet. Answers `{epoch, offset, offset1, body1, offset2,
+/// body2, ...}`, oldest first.
 pub(super) const READ: &str = r#"
 local epoch = redis.call('HGET', KEYS[1], 'e')
 if not epoch then
@@ -64,6 +69,27 @@ if not epoch then
   redis.call('PEXPIRE', KEYS[1], ARGV[4])
 end
 local offset = tonumber(redis.call('HGET', KEYS[1], 'o'))
+local ttl = tonumber(redis.call('HGET', KEYS[1], 'a') or '0')
+if ttl > 0 then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  -- Oldest first: drop expired entries until a fresh one (the stream is
+  -- ordered by offset, and offsets follow publish time).
+  local more = true
+  while more do
+    more = false
+    local old = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 64)
+    for i, e in ipairs(old) do
+      if tonumber(e[2][2]) + ttl < now then
+        redis.call('XDEL', KEYS[2], e[1])
+        more = (i == #old)
+      else
+        more = false
+        break
+      end
+    end
+  end
+end
 local out = {epoch, offset}
 local limit = tonumber(ARGV[3])
 if limit > 0 then
@@ -91,17 +117,18 @@ return out
 "#;
 
 /// Join. KEYS: presence zset, member hash, channel. ARGV: client, member
-/// record, ttl (ms), the publish command.
+/// record, ttl (ms), the publish command. Announces the join only if the
+/// member is new: a [`TICK`] that ran first has announced it already.
 pub(super) const JOIN: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl = tonumber(ARGV[3])
-redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+local new = redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ttl * 2)
 redis.call('PEXPIRE', KEYS[2], ttl * 2)
-redis.call(ARGV[4], KEYS[3], 'j' .. ARGV[2])
-return 1
+if new == 1 then redis.call(ARGV[4], KEYS[3], 'j' .. ARGV[2]) end
+return new
 "#;
 
 /// Leave. KEYS: presence zset, member hash, channel. ARGV: client, the
@@ -116,18 +143,22 @@ return 1
 "#;
 
 /// The presence tick of one room, run by each node that listens to it every
-/// third of the ttl. KEYS: presence zset, member hash, channel. ARGV: ttl
-/// (ms), the publish command, then pairs (client, member record) of this
-/// node's members. Refreshes them, then removes every member whose expiry
-/// passed (a node that died stopped refreshing them) and announces its
-/// leave: the `ZREM` makes exactly one node announce each.
+/// third of the ttl (and at once when Redis is back after an outage). KEYS:
+/// presence zset, member hash, channel. ARGV: ttl (ms), the publish command,
+/// then pairs (client, member record) of this node's members. Refreshes
+/// them, announcing the `join` of each one that Redis did not have (a join
+/// made while Redis was unreachable, or a Redis restarted without its data),
+/// then removes every member whose expiry passed (a node that died stopped
+/// refreshing them) and announces its leave: the `ZREM` makes exactly one
+/// node announce each.
 pub(super) const TICK: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl = tonumber(ARGV[1])
 for i = 3, #ARGV, 2 do
-  redis.call('ZADD', KEYS[1], now + ttl, ARGV[i])
+  local new = redis.call('ZADD', KEYS[1], now + ttl, ARGV[i])
   redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  if new == 1 then redis.call(ARGV[2], KEYS[3], 'j' .. ARGV[i + 1]) end
 end
 if #ARGV > 2 then
   redis.call('PEXPIRE', KEYS[1], ttl * 2)
