@@ -7,6 +7,7 @@
 mod clock;
 mod conn;
 mod engine;
+mod metrics;
 mod outbox;
 mod producer;
 mod runtime;
@@ -43,6 +44,7 @@ mod allocator {
 }
 
 pub use clock::Clock;
+pub use metrics::RoundTrips;
 pub use producer::RoomContext;
 pub use runtime::{Runtime, timeout};
 pub use server::{

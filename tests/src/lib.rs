@@ -8,6 +8,7 @@
 pub mod browser;
 pub mod cli;
 pub mod proxy;
+pub mod python;
 pub mod redis;
 pub mod wasm_client;
 
