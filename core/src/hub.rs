@@ -24,6 +24,7 @@ use crate::ws;
 #[cfg(feature = "alloc")]
 use alloc::vec::Vec;
 
+mod counters;
 mod grants;
 mod history;
 #[doc(hidden)]
@@ -43,6 +44,7 @@ use history::*;
 use phases::*;
 use presence::*;
 
+pub use counters::{CloseCounts, ErrorCounts, NO_CLOSE_FRAME, OTHER_LABEL};
 pub use history::REPLY_MESSAGES;
 pub use keys::{Key, MAX_KEY_LEN, is_valid_key};
 #[cfg(feature = "alloc")]
@@ -324,6 +326,12 @@ impl<'a> Broadcast<'a> {
         })
     }
 
+    /// Is this a `message` (rather than a presence `join`/`leave`)? Each of
+    /// its recipients counts as one delivered message (`/metrics`).
+    pub fn is_message(&self) -> bool {
+        self.audience == Audience::All
+    }
+
     /// How many subscribers the room has (an upper bound on recipients).
     pub fn len(&self) -> usize {
         self.subscribers.len()
@@ -535,6 +543,10 @@ pub struct Stats {
     pub relay_gaps_filled: u64,
     /// Gaps that the store could no longer fill (its history was shorter).
     pub relay_gaps_lost: u64,
+    /// Connections ended since start, by close code.
+    pub closes: CloseCounts,
+    /// `error` frames sent since start, by error code.
+    pub errors: ErrorCounts,
 }
 
 /// Extra accepted sockets allowed past `max_connections` for plain HTTP
@@ -590,6 +602,8 @@ pub struct Hub<A: Authenticator, S: Storage> {
     history_bytes: usize,
     history_messages: usize,
     history_evicted: u64,
+    closes: CloseCounts,
+    errors: ErrorCounts,
     /// Kept messages in the order they were kept; entries of messages
     /// already gone are skipped (and compacted away).
     kept: S::Queue<Kept>,
@@ -639,6 +653,8 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             history_bytes: 0,
             history_messages: 0,
             history_evicted: 0,
+            closes: CloseCounts::default(),
+            errors: ErrorCounts::default(),
             kept: Default::default(),
             kept_len: 0,
             keys: Default::default(),
@@ -726,6 +742,8 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             history_evicted: self.history_evicted,
             idempotency_keys: self.keys.len(),
             keys_evicted: self.keys.evicted,
+            closes: self.closes,
+            errors: self.errors,
         }
     }
 
@@ -986,6 +1004,10 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         if matches!(conn.end, End::Close(..) | End::CloseWith(..) | End::Drop) {
             self.pending_ends -= 1;
         }
+        if conn.end == End::None {
+            // Gone without a close frame either way.
+            self.closes.add(NO_CLOSE_FRAME);
+        }
         if matches!(conn.phase, Phase::AwaitingAuth { .. }) {
             self.pending_auth -= 1;
         }
@@ -1215,6 +1237,10 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             return;
         }
         conn.end = how;
+        self.closes.add(match how {
+            End::Close(code, _) => code.code(),
+            _ => NO_CLOSE_FRAME,
+        });
         if matches!(conn.phase, Phase::AwaitingAuth { .. }) {
             self.pending_auth -= 1;
         }

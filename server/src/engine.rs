@@ -68,6 +68,9 @@ pub(crate) trait Engine: Send + Sync + 'static {
     fn node_id(&self) -> String;
     fn shutdown(&self, code: CloseCode);
     fn stats(&self) -> Stats;
+    /// Messages queued to their recipients since start: one per message per
+    /// receiving connection (read without the hub lock).
+    fn delivered(&self) -> u64;
     fn max_queue_bytes(&self) -> usize;
     /// Notified whenever the hub has no connection left.
     fn idle(&self) -> Arc<Wakeup>;
@@ -118,11 +121,11 @@ const SPINS: u32 = 64;
 /// What a plan owes one connection: 16 bytes (one is written per
 /// recipient of a broadcast under the hub lock).
 enum Item {
-    /// `plan.frames[frame]`; `reply` for an answer to the peer's own request.
+    /// `plan.frames[frame]`, of this kind.
     Frame {
         conn: ConnId,
         frame: u32,
-        reply: bool,
+        kind: Kind,
     },
     Ping(ConnId),
     /// Ends the connection: `plan.endings[ending]`.
@@ -133,6 +136,18 @@ enum Item {
     /// Boxed: rare, and it would double the size of every item.
     Open(Box<(ConnId, Arc<Outbox>)>),
     Closed(ConnId),
+}
+
+/// What a frame of a plan is to its connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// An answer to the peer's own request (admitted by the queue's reply
+    /// rule, [`switchboard_core::hub::admits`]).
+    Reply,
+    /// A `message` of a room: one delivered message when it is queued.
+    Message,
+    /// Another broadcast (a presence `join`/`leave`).
+    Event,
 }
 
 /// The deliveries of one step, built under the hub lock and applied after.
@@ -271,6 +286,8 @@ pub(crate) struct Shared<A: Authenticator, R: Runtime> {
     max_queue_bytes: usize,
     limits: (usize, usize),
     inbound: AtomicIsize,
+    /// Messages queued to their recipients (`/metrics`).
+    delivered: AtomicU64,
     rt: R,
     me: Weak<Self>,
     store: Option<Arc<dyn Store>>,
@@ -306,6 +323,7 @@ where
             max_queue_bytes,
             limits,
             inbound: AtomicIsize::new(0),
+            delivered: AtomicU64::new(0),
             rt,
             me: me.clone(),
             store,
@@ -425,6 +443,7 @@ where
             tickets,
             overflowed,
         } = plan;
+        let mut delivered = 0u64;
         for (s, items) in items.iter_mut().enumerate() {
             if items.is_empty() {
                 continue;
@@ -433,11 +452,13 @@ where
             let outboxes = &mut turn.inner().outboxes;
             for item in items.drain(..) {
                 match item {
-                    Item::Frame { conn, frame, reply } => {
-                        if let Some(outbox) = get(outboxes, conn)
-                            && !outbox.push(frames[frame as usize].clone(), reply)
-                        {
-                            overflowed.push(conn);
+                    Item::Frame { conn, frame, kind } => {
+                        if let Some(outbox) = get(outboxes, conn) {
+                            if outbox.push(frames[frame as usize].clone(), kind == Kind::Reply) {
+                                delivered += u64::from(kind == Kind::Message);
+                            } else {
+                                overflowed.push(conn);
+                            }
                         }
                     }
                     Item::Ping(conn) => {
@@ -462,6 +483,10 @@ where
                     Item::Closed(conn) => forget(outboxes, conn),
                 }
             }
+        }
+        if delivered > 0 {
+            // One add per plan, not per recipient.
+            self.delivered.fetch_add(delivered, Ordering::Relaxed);
         }
         frames.clear();
         endings.clear();
@@ -488,7 +513,7 @@ where
                     plan.push(Item::Frame {
                         conn,
                         frame,
-                        reply: true,
+                        kind: Kind::Reply,
                     });
                 }
                 Output::Broadcast(b) => {
@@ -496,17 +521,18 @@ where
                     // codec: framed once, shared by reference.
                     let json = b.json.map(|j| plan.frame(frame(ws::OP_TEXT, j)));
                     let postcard = b.postcard.map(|p| plan.frame(frame(ws::OP_BINARY, p)));
+                    let kind = if b.is_message() {
+                        Kind::Message
+                    } else {
+                        Kind::Event
+                    };
                     for (conn, codec, _) in b.recipients() {
                         let wire = match codec {
                             Codec::Json => json,
                             Codec::Postcard => postcard,
                         };
                         if let Some(frame) = wire {
-                            plan.items[stripe_of(conn)].push(Item::Frame {
-                                conn,
-                                frame,
-                                reply: false,
-                            });
+                            plan.items[stripe_of(conn)].push(Item::Frame { conn, frame, kind });
                         }
                     }
                 }
@@ -516,7 +542,7 @@ where
                     plan.push(Item::Frame {
                         conn,
                         frame,
-                        reply: true,
+                        kind: Kind::Reply,
                     });
                 }
                 Output::Close { conn, code, reason } => {
@@ -788,6 +814,10 @@ where
 
     fn stats(&self) -> Stats {
         self.lock().hub.stats()
+    }
+
+    fn delivered(&self) -> u64 {
+        self.delivered.load(Ordering::Relaxed)
     }
 
     fn max_queue_bytes(&self) -> usize {

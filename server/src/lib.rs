@@ -8,6 +8,7 @@ mod api;
 mod clock;
 mod conn;
 mod engine;
+mod metrics;
 mod outbox;
 mod producer;
 mod runtime;
@@ -45,6 +46,7 @@ mod allocator {
 
 pub use api::{MAX_BROADCAST_ROOMS, OPENAPI};
 pub use clock::Clock;
+pub use metrics::RoundTrips;
 pub use producer::RoomContext;
 pub use runtime::{Runtime, timeout};
 pub use server::{

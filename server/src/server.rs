@@ -706,6 +706,14 @@ fn route<R: Runtime>(
             );
             r
         }
+        (&Method::GET | &Method::HEAD, "/metrics") => {
+            let mut r = Response::new(Full::new(Bytes::from(crate::metrics::render(&site.engine))));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+            );
+            r
+        }
         (&Method::GET, "/" | "/index.html") if site.chat_page => {
             let mut r = Response::new(Full::new(Bytes::from_static(CHAT_PAGE.as_bytes())));
             r.headers_mut().insert(

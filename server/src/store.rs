@@ -62,8 +62,14 @@ pub trait Store: Send + Sync + 'static {
     /// Gives up the lease `name` if `holder` holds it.
     fn release(&self, name: &str, holder: &str);
 
-    /// The store's counters (for `/healthz` now and metrics later).
+    /// The store's counters (for `/healthz` and `/metrics`).
     fn stats(&self) -> StoreStats;
+
+    /// The histogram of the store's round trips, if it keeps one
+    /// (`switchboard_redis_roundtrip_seconds` in `/metrics`).
+    fn round_trips(&self) -> Option<crate::RoundTrips> {
+        None
+    }
 }
 
 /// Counters of a remote store.

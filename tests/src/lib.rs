@@ -9,6 +9,7 @@ pub mod api;
 pub mod browser;
 pub mod cli;
 pub mod proxy;
+pub mod python;
 pub mod redis;
 pub mod wasm_client;
 

@@ -189,6 +189,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         code: ErrorCode,
         reason: &str,
     ) {
+        self.errors.add(code.code());
         self.reply(
             id,
             &ServerFrame::Error {

@@ -77,7 +77,7 @@ use futures_util::stream::FuturesUnordered;
 use switchboard_core::hub::{OpId, Relay, StoreOp, StoreResult, StoredMessage};
 use switchboard_core::protocol::Member;
 use switchboard_core::{Config, Instant};
-use switchboard_server::{NodeInfo, OwnedDisconnect, Store, StoreLink, StoreStats};
+use switchboard_server::{NodeInfo, OwnedDisconnect, RoundTrips, Store, StoreLink, StoreStats};
 use tokio::sync::{Notify, mpsc};
 
 /// How the Redis store connects and times its work.
@@ -240,6 +240,8 @@ struct Inner {
     roundtrips: AtomicU64,
     roundtrip_micros: AtomicU64,
     last_ping_micros: AtomicU64,
+    /// Every measured round trip, for `/metrics`.
+    round_trips: RoundTrips,
     reconnects: AtomicU64,
     relayed: AtomicU64,
     next_epoch: AtomicU64,
@@ -433,6 +435,7 @@ impl RedisStore {
             roundtrips: AtomicU64::new(0),
             roundtrip_micros: AtomicU64::new(0),
             last_ping_micros: AtomicU64::new(0),
+            round_trips: RoundTrips::new(),
             reconnects: AtomicU64::new(0),
             relayed: AtomicU64::new(0),
             next_epoch: AtomicU64::new(random()),
@@ -745,6 +748,10 @@ impl Store for RedisStore {
         RedisStore::stats(self)
     }
 
+    fn round_trips(&self) -> Option<RoundTrips> {
+        Some(self.inner.round_trips.clone())
+    }
+
     fn release(&self, name: &str, holder: &str) {
         self.inner.send(Job::Release {
             key: format!("sb:{{{name}}}"),
@@ -786,7 +793,9 @@ impl Inner {
     }
 
     fn measured(&self, started: std::time::Instant) -> u64 {
-        let us = started.elapsed().as_micros() as u64;
+        let took = started.elapsed();
+        self.round_trips.observe(took);
+        let us = took.as_micros() as u64;
         self.roundtrips.fetch_add(1, Ordering::Relaxed);
         self.roundtrip_micros.fetch_add(us, Ordering::Relaxed);
         us
