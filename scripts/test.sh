@@ -134,6 +134,18 @@ step cargo clippy -p switchboard-core --no-default-features --all-targets -- -D 
 step cargo build -p switchboard-core --no-default-features --features alloc,json --target wasm32-unknown-unknown
 step cargo clippy -p switchboard-wasm --target wasm32-unknown-unknown -- -D warnings
 step cargo test -p switchboard-core --no-default-features
+# The embassy hub (issue 13): the library for a Cortex-M4F/M7, and the
+# Nucleo-F767ZI firmware (its own workspace: target-specific dependencies).
+step cargo build -p switchboard-embassy --target thumbv7em-none-eabihf
+step cargo clippy -p switchboard-embassy --target thumbv7em-none-eabihf -- -D warnings
+firmware() {
+    (cd examples/embassy-stm32 && cargo build --release --locked)
+}
+step firmware
+# The embassy host tests (tests/tests/embassy.rs, the `embassy_runtime`
+# cases of the conformance and hostile suites) create network namespaces:
+# they need root, and fail (never skip) without it; they run in the
+# workspace tests below.
 
 # The browser test must not skip silently here.
 export SWITCHBOARD_REQUIRE_BROWSER=1

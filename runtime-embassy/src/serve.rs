@@ -347,6 +347,8 @@ impl<A: Authenticator, S: Storage, const CONNS: usize, const OUT: usize>
             if socket.accept(port).await.is_err() {
                 continue;
             }
+            // Frames are written whole: small replies go out at once.
+            socket.set_nagle_enabled(false);
             *framer = ServerFramer::new(self.max_frame.min(MSG), self.max_fragments);
             self.connection(&mut socket, framer).await;
             socket.close();
