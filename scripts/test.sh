@@ -179,6 +179,14 @@ embedded_builds() {
     suite_step cargo build -p switchboard-core --no-default-features --features alloc,json --target wasm32-unknown-unknown
     suite_step cargo clippy -p switchboard-wasm --target wasm32-unknown-unknown -- -D warnings
     suite_step cargo test -p switchboard-core --no-default-features
+    # The embassy hub (issue 13): the library for a Cortex-M4F/M7, and the
+    # Nucleo-F767ZI firmware (its own workspace: target-specific dependencies).
+    suite_step cargo build -p switchboard-embassy --target thumbv7em-none-eabihf
+    suite_step cargo clippy -p switchboard-embassy --target thumbv7em-none-eabihf -- -D warnings
+    suite_step firmware
+}
+firmware() {
+    (cd examples/embassy-stm32 && cargo build --release --locked)
 }
 
 # Every fuzz target for a short, fixed time on its committed corpus.
@@ -188,6 +196,10 @@ fuzzing() {
 }
 
 side_by_side embedded_builds fuzzing
+# The embassy host tests (tests/tests/embassy.rs, the `embassy_runtime`
+# cases of the conformance and hostile suites) create network namespaces:
+# they need root, and fail (never skip) without it; they run in the
+# workspace tests below.
 
 # The browser test must not skip silently here.
 export SWITCHBOARD_REQUIRE_BROWSER=1

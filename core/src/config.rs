@@ -56,6 +56,14 @@ pub struct ConfigError {
     pub reason: &'static str,
 }
 
+impl ConfigError {
+    /// The error for setting `key`, with what is wrong with it (for
+    /// runtimes whose own capacities bound a setting).
+    pub const fn new(key: &'static str, reason: &'static str) -> Self {
+        ConfigError { key, reason }
+    }
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "bad value for `{}`: {}", self.key, self.reason)

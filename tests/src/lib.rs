@@ -8,6 +8,8 @@
 pub mod api;
 pub mod browser;
 pub mod cli;
+pub mod embassy;
+pub mod netns;
 pub mod proxy;
 pub mod python;
 pub mod redis;

@@ -1,0 +1,523 @@
+//! WebSocket framing over `embedded-io-async`, both roles, into fixed buffers.
+//!
+//! - **Server role** ([`ServerFramer`]): client frames are read by the core's
+//!   sans-I/O [`ws::Reader`], which makes every decision of RFC 6455 and of
+//!   PROTOCOL.md §6 (1002 malformed, 1007 invalid UTF-8, 1009 too big); this
+//!   module only moves bytes from a socket into it. Server frames are not
+//!   masked, so they are framed once with [`server_frame`] and the same bytes
+//!   go to every recipient.
+//! - **Client role** ([`ClientFramer`]): frames are masked and written, and
+//!   the server's frames read, by the `embedded-websocket` crate's sans-I/O
+//!   core ([`embedded_websocket::WebSocketClient`]); this module drives it
+//!   over a socket, reassembles messages into a fixed buffer and does the
+//!   opening handshake.
+//!
+//! Both readers are driven the same way: call `poll` until it returns
+//! `None` (everything buffered is used), then `fill` once from the socket,
+//! and again. `fill` returning `Ok(0)` means the peer closed the stream.
+//!
+//! ```ignore
+//! loop {
+//!     while let Some(event) = framer.poll() {
+//!         hub.handle_ws(now, conn, event); // the core decides
+//!     }
+//!     if framer.fill(&mut socket).await? == 0 {
+//!         break; // end of stream
+//!     }
+//! }
+//! ```
+
+use core::fmt;
+
+use embedded_io_async::{Read, Write};
+use embedded_websocket as ews;
+use rand_core::RngCore;
+use switchboard_core::protocol::FrameKind;
+use switchboard_core::ws;
+
+pub use switchboard_core::ws::{Event, Violation};
+
+/// The read buffer of a framer is full and its reader used none of it
+/// (cannot happen with the core's reader, which always consumes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufferFull;
+
+impl fmt::Display for BufferFull {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("read buffer full")
+    }
+}
+
+impl core::error::Error for BufferFull {}
+
+/// Bytes read from a socket and not yet used by a reader.
+struct Inbox<const RX: usize> {
+    buf: [u8; RX],
+    start: usize,
+    end: usize,
+}
+
+impl<const RX: usize> Inbox<RX> {
+    const fn new() -> Self {
+        Inbox {
+            buf: [0; RX],
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// Appends `bytes` (e.g. what followed an HTTP head in the same read).
+    fn preload(&mut self, bytes: &[u8]) -> Result<(), BufferFull> {
+        self.compact();
+        let room = RX - self.end;
+        if bytes.len() > room {
+            return Err(BufferFull);
+        }
+        self.buf[self.end..self.end + bytes.len()].copy_from_slice(bytes);
+        self.end += bytes.len();
+        Ok(())
+    }
+
+    fn compact(&mut self) {
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+    }
+
+    /// Reads once from `io` into the free space; `Ok(0)` at end of stream.
+    async fn fill<R: Read>(&mut self, io: &mut R) -> Result<usize, FillError<R::Error>> {
+        self.compact();
+        if self.end == RX {
+            return Err(FillError::Full(BufferFull));
+        }
+        let n = io
+            .read(&mut self.buf[self.end..])
+            .await
+            .map_err(FillError::Io)?;
+        self.end += n;
+        Ok(n)
+    }
+}
+
+/// Why `fill` failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FillError<E> {
+    /// The socket failed.
+    Io(E),
+    /// The framer's buffer is full (see [`BufferFull`]).
+    Full(BufferFull),
+}
+
+impl<E: fmt::Debug> fmt::Display for FillError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FillError::Io(e) => write!(f, "socket read failed: {e:?}"),
+            FillError::Full(e) => e.fmt(f),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- server
+
+/// The server's reader of client frames over a socket: `RX` bytes of read
+/// buffer, messages reassembled in `MSG` bytes (a larger message is a
+/// [`Violation`] with 1009, decided by the core's [`ws::Reader`]).
+pub struct ServerFramer<const MSG: usize, const RX: usize> {
+    reader: ws::Reader<heapless::Vec<u8, MSG>>,
+    inbox: Inbox<RX>,
+}
+
+impl<const MSG: usize, const RX: usize> fmt::Debug for ServerFramer<MSG, RX> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerFramer")
+            .field("reader", &self.reader)
+            .field("buffered", &(self.inbox.end - self.inbox.start))
+            .finish()
+    }
+}
+
+impl<const MSG: usize, const RX: usize> ServerFramer<MSG, RX> {
+    /// A framer refusing messages over `max_message` bytes (at most `MSG`)
+    /// or `max_fragments` frames: pass the hub's `max_frame` and
+    /// `max_fragments`.
+    pub fn new(max_message: usize, max_fragments: usize) -> Self {
+        ServerFramer {
+            reader: ws::Reader::new(max_message.min(MSG), max_fragments),
+            inbox: Inbox::new(),
+        }
+    }
+
+    /// Hands over bytes already read (what followed the HTTP request head).
+    pub fn preload(&mut self, bytes: &[u8]) -> Result<(), BufferFull> {
+        self.inbox.preload(bytes)
+    }
+
+    /// The next event from the bytes buffered, or `None` once they are all
+    /// used (then [`ServerFramer::fill`]). Hand every event to the hub
+    /// (`Hub::handle_ws`): it decides what a Ping, a Close or a violation
+    /// means.
+    pub fn poll(&mut self) -> Option<Result<Event<'_>, Violation>> {
+        let inbox = &mut self.inbox;
+        let input = &mut inbox.buf[inbox.start..inbox.end];
+        let (used, event) = self.reader.poll(input);
+        inbox.start += used;
+        if inbox.start == inbox.end {
+            inbox.start = 0;
+            inbox.end = 0;
+        }
+        event
+    }
+
+    /// Reads once from `io`; `Ok(0)` at end of stream.
+    pub async fn fill<R: Read>(&mut self, io: &mut R) -> Result<usize, FillError<R::Error>> {
+        self.inbox.fill(io).await
+    }
+
+    /// Has the reader finished (a Close frame or a violation)?
+    pub fn is_done(&self) -> bool {
+        self.reader.is_done()
+    }
+}
+
+/// Writes one unmasked final frame (`opcode`, `payload`) into `out`, header
+/// first; returns its length, or `None` when `out` is too small.
+pub fn server_frame(opcode: u8, payload: &[u8], out: &mut [u8]) -> Option<usize> {
+    let mut header = [0u8; ws::MAX_SERVER_HEADER];
+    let h = ws::encode_header(opcode, payload.len(), &mut header);
+    let total = h.checked_add(payload.len())?;
+    let out = out.get_mut(..total)?;
+    out[..h].copy_from_slice(&header[..h]);
+    out[h..].copy_from_slice(payload);
+    Some(total)
+}
+
+/// The length of the frame [`server_frame`] writes for a payload of `len`.
+pub fn server_frame_len(len: usize) -> usize {
+    let mut header = [0u8; ws::MAX_SERVER_HEADER];
+    ws::encode_header(ws::OP_BINARY, len, &mut header) + len
+}
+
+/// Writes one unmasked final frame to `io` (header, then payload, no copy).
+pub async fn write_server_frame<W: Write>(
+    io: &mut W,
+    opcode: u8,
+    payload: &[u8],
+) -> Result<(), W::Error> {
+    let mut header = [0u8; ws::MAX_SERVER_HEADER];
+    let h = ws::encode_header(opcode, payload.len(), &mut header);
+    io.write_all(&header[..h]).await?;
+    io.write_all(payload).await
+}
+
+// ---------------------------------------------------------------- client
+
+/// What arrived from the server, on the client side.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ClientEvent<'a> {
+    /// A whole data message (text already checked for UTF-8).
+    Message {
+        /// Text or binary.
+        kind: FrameKind,
+        /// The payload.
+        data: &'a [u8],
+    },
+    /// A Ping: answer it with [`ClientFramer::send_pong`] and its payload.
+    Ping(&'a [u8]),
+    /// A Pong.
+    Pong,
+    /// The server's Close frame, with its code if it carried one. Answer
+    /// with [`ClientFramer::send_close`] (echoing the code) and stop.
+    Close {
+        /// The close code.
+        code: Option<u16>,
+    },
+}
+
+/// Why the client side failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientError<E> {
+    /// The socket failed.
+    Io(E),
+    /// The socket closed before the handshake finished.
+    Eof,
+    /// The server refused the upgrade with this HTTP status (if it sent one).
+    Refused(Option<u16>),
+    /// The handshake response was malformed or did not match the key.
+    Handshake,
+    /// A message larger than the framer's `MSG` buffer (close 1009).
+    TooLarge,
+    /// A malformed frame (close 1002).
+    Protocol,
+    /// Invalid UTF-8 in a text message (close 1007).
+    InvalidUtf8,
+    /// A request or frame does not fit the framer's buffers.
+    BufferFull,
+}
+
+impl<E: fmt::Debug> fmt::Display for ClientError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::Io(e) => write!(f, "socket failed: {e:?}"),
+            ClientError::Eof => f.write_str("connection closed during the handshake"),
+            ClientError::Refused(Some(s)) => write!(f, "upgrade refused with HTTP {s}"),
+            ClientError::Refused(None) => f.write_str("upgrade refused"),
+            ClientError::Handshake => f.write_str("bad handshake response"),
+            ClientError::TooLarge => f.write_str("message too large (1009)"),
+            ClientError::Protocol => f.write_str("malformed frame (1002)"),
+            ClientError::InvalidUtf8 => f.write_str("invalid UTF-8 in a text frame (1007)"),
+            ClientError::BufferFull => f.write_str("buffer too small"),
+        }
+    }
+}
+
+impl<E> ClientError<E> {
+    /// The WebSocket close code this error calls for, if any.
+    pub fn close_code(&self) -> Option<u16> {
+        match self {
+            ClientError::TooLarge => Some(1009),
+            ClientError::Protocol => Some(1002),
+            ClientError::InvalidUtf8 => Some(1007),
+            _ => None,
+        }
+    }
+}
+
+/// The client side of a WebSocket over a socket: masked frames out, the
+/// server's frames in, messages reassembled in `MSG` bytes, `RX` bytes of
+/// read buffer and `TX` bytes to frame into (a frame's payload plus 14).
+/// `R` draws the masking keys (and the handshake key).
+pub struct ClientFramer<R: RngCore, const MSG: usize, const RX: usize, const TX: usize> {
+    ws: ews::WebSocketClient<R>,
+    inbox: Inbox<RX>,
+    msg: [u8; MSG],
+    /// Bytes of the data message gathered so far.
+    msg_len: usize,
+    /// Bytes of the control frame gathered so far (after `msg_len`).
+    ctl_len: usize,
+    tx: [u8; TX],
+    failed: bool,
+}
+
+impl<R: RngCore, const MSG: usize, const RX: usize, const TX: usize> fmt::Debug
+    for ClientFramer<R, MSG, RX, TX>
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientFramer")
+            .field("state", &self.ws.state)
+            .field("buffered", &(self.inbox.end - self.inbox.start))
+            .finish()
+    }
+}
+
+impl<R: RngCore, const MSG: usize, const RX: usize, const TX: usize> ClientFramer<R, MSG, RX, TX> {
+    /// A framer drawing masking keys from `rng`.
+    pub fn new(rng: R) -> Self {
+        ClientFramer {
+            ws: ews::WebSocketClient::new_client(rng),
+            inbox: Inbox::new(),
+            msg: [0; MSG],
+            msg_len: 0,
+            ctl_len: 0,
+            tx: [0; TX],
+            failed: false,
+        }
+    }
+
+    /// Performs the opening handshake on `io`: `GET path` (with its query)
+    /// for `host`, offering `protocols` in order. Returns the sub-protocol
+    /// the server chose, if any. Bytes after the response stay buffered.
+    pub async fn connect<IO: Read + Write>(
+        &mut self,
+        io: &mut IO,
+        path: &str,
+        host: &str,
+        protocols: &[&str],
+    ) -> Result<Option<heapless::String<24>>, ClientError<IO::Error>> {
+        let options = ews::WebSocketOptions {
+            path,
+            host,
+            origin: "",
+            sub_protocols: (!protocols.is_empty()).then_some(protocols),
+            additional_headers: None,
+        };
+        let (len, key) = self
+            .ws
+            .client_connect(&options, &mut self.tx)
+            .map_err(|_| ClientError::BufferFull)?;
+        io.write_all(&self.tx[..len])
+            .await
+            .map_err(ClientError::Io)?;
+        io.flush().await.map_err(ClientError::Io)?;
+        loop {
+            let got = &self.inbox.buf[self.inbox.start..self.inbox.end];
+            match self.ws.client_accept(&key, got) {
+                Ok((used, protocol)) => {
+                    self.inbox.start += used;
+                    let mut chosen = heapless::String::new();
+                    if let Some(p) = protocol {
+                        chosen.push_str(&p).map_err(|_| ClientError::Handshake)?;
+                    }
+                    return Ok((!chosen.is_empty()).then_some(chosen));
+                }
+                Err(ews::Error::HttpHeaderIncomplete) => {}
+                Err(ews::Error::HttpResponseCodeInvalid(status)) => {
+                    return Err(ClientError::Refused(status));
+                }
+                Err(_) => return Err(ClientError::Handshake),
+            }
+            match self.inbox.fill(io).await {
+                Ok(0) => return Err(ClientError::Eof),
+                Ok(_) => {}
+                Err(FillError::Io(e)) => return Err(ClientError::Io(e)),
+                Err(FillError::Full(_)) => return Err(ClientError::BufferFull),
+            }
+        }
+    }
+
+    /// The next event from the bytes buffered, or `None` once they are all
+    /// used (then [`ClientFramer::fill`]). After an error, nothing more.
+    pub fn poll(&mut self) -> Option<Result<ClientEvent<'_>, ClientError<()>>> {
+        if self.failed {
+            return None;
+        }
+        loop {
+            let from = &self.inbox.buf[self.inbox.start..self.inbox.end];
+            if from.is_empty() {
+                self.inbox.start = 0;
+                self.inbox.end = 0;
+                return None;
+            }
+            let at = self.msg_len + self.ctl_len;
+            let result = match self.ws.read(from, &mut self.msg[at..]) {
+                Ok(r) => r,
+                Err(ews::Error::ReadFrameIncomplete) => return None,
+                Err(_) => {
+                    self.failed = true;
+                    return Some(Err(ClientError::Protocol));
+                }
+            };
+            self.inbox.start += result.len_from;
+            use ews::WebSocketReceiveMessageType as T;
+            let data = matches!(result.message_type, T::Text | T::Binary);
+            if data {
+                self.msg_len += result.len_to;
+            } else {
+                self.ctl_len += result.len_to;
+            }
+            if !result.end_of_message {
+                // More of this frame or message is to come; a full buffer
+                // with the message unfinished means it is too large.
+                if self.msg_len + self.ctl_len == MSG {
+                    self.failed = true;
+                    return Some(Err(ClientError::TooLarge));
+                }
+                continue;
+            }
+            let event = match result.message_type {
+                T::Text | T::Binary => {
+                    let kind = if result.message_type == T::Text {
+                        FrameKind::Text
+                    } else {
+                        FrameKind::Binary
+                    };
+                    let len = core::mem::take(&mut self.msg_len);
+                    let data = &self.msg[..len];
+                    if kind == FrameKind::Text && core::str::from_utf8(data).is_err() {
+                        self.failed = true;
+                        return Some(Err(ClientError::InvalidUtf8));
+                    }
+                    ClientEvent::Message { kind, data }
+                }
+                T::Ping => {
+                    let len = core::mem::take(&mut self.ctl_len);
+                    ClientEvent::Ping(&self.msg[self.msg_len..self.msg_len + len])
+                }
+                T::Pong => {
+                    self.ctl_len = 0;
+                    ClientEvent::Pong
+                }
+                T::CloseMustReply | T::CloseCompleted => {
+                    // The code is read from the payload itself (an empty
+                    // Close frame carries none).
+                    let len = core::mem::take(&mut self.ctl_len);
+                    let p = &self.msg[self.msg_len..self.msg_len + len];
+                    let code = (p.len() >= 2).then(|| u16::from_be_bytes([p[0], p[1]]));
+                    ClientEvent::Close { code }
+                }
+            };
+            return Some(Ok(event));
+        }
+    }
+
+    /// Reads once from `io`; `Ok(0)` at end of stream.
+    pub async fn fill<IO: Read>(&mut self, io: &mut IO) -> Result<usize, FillError<IO::Error>> {
+        self.inbox.fill(io).await
+    }
+
+    async fn send_as<W: Write>(
+        &mut self,
+        io: &mut W,
+        kind: ews::WebSocketSendMessageType,
+        payload: &[u8],
+    ) -> Result<(), ClientError<W::Error>> {
+        let n = self
+            .ws
+            .write(kind, true, payload, &mut self.tx)
+            .map_err(|e| match e {
+                ews::Error::WriteToBufferTooSmall => ClientError::BufferFull,
+                _ => ClientError::Protocol,
+            })?;
+        io.write_all(&self.tx[..n]).await.map_err(ClientError::Io)?;
+        io.flush().await.map_err(ClientError::Io)
+    }
+
+    /// Sends one masked data message (text or binary) and flushes.
+    pub async fn send<W: Write>(
+        &mut self,
+        io: &mut W,
+        kind: FrameKind,
+        payload: &[u8],
+    ) -> Result<(), ClientError<W::Error>> {
+        let kind = match kind {
+            FrameKind::Text => ews::WebSocketSendMessageType::Text,
+            FrameKind::Binary => ews::WebSocketSendMessageType::Binary,
+        };
+        self.send_as(io, kind, payload).await
+    }
+
+    /// Sends a Pong echoing a Ping's `payload`.
+    pub async fn send_pong<W: Write>(
+        &mut self,
+        io: &mut W,
+        payload: &[u8],
+    ) -> Result<(), ClientError<W::Error>> {
+        self.send_as(io, ews::WebSocketSendMessageType::Pong, payload)
+            .await
+    }
+
+    /// Sends a Ping.
+    pub async fn send_ping<W: Write>(
+        &mut self,
+        io: &mut W,
+        payload: &[u8],
+    ) -> Result<(), ClientError<W::Error>> {
+        self.send_as(io, ews::WebSocketSendMessageType::Ping, payload)
+            .await
+    }
+
+    /// Sends a Close frame with `code` and `reason` (starts the closing
+    /// handshake, or answers the server's).
+    pub async fn send_close<W: Write>(
+        &mut self,
+        io: &mut W,
+        code: u16,
+        reason: &str,
+    ) -> Result<(), ClientError<W::Error>> {
+        let payload = ws::close_payload(code, reason);
+        self.send_as(io, ews::WebSocketSendMessageType::CloseReply, &payload)
+            .await
+    }
+}
