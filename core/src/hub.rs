@@ -560,6 +560,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
     /// from the runtime (node id, epochs).
     pub fn new(config: Config, auth: A, seed: u64) -> Result<Self, ConfigError> {
         config.validate()?;
+        S::check(&config)?;
         let mut rng = seed;
         let mut node = heapless::String::new();
         let _ = write!(node, "{:08x}", splitmix(&mut rng) as u32);

@@ -175,6 +175,14 @@ pub trait Storage {
     type Index: RoomIndex;
     /// A room's history.
     type History: History;
+
+    /// Refuses a `config` that asks for more than these tables hold,
+    /// naming the setting ([`crate::Hub::new`] calls it). Growable tables
+    /// take any config.
+    fn check(config: &crate::config::Config) -> Result<(), crate::config::ConfigError> {
+        let _ = config;
+        Ok(())
+    }
 }
 
 // ---------------------------------------------------------------- fixed
@@ -215,6 +223,40 @@ impl<
     type Arena = heapless::Vec<u8, A>;
     type Index = FixedIndex<R>;
     type History = FixedHistory<H, HB>;
+
+    fn check(config: &crate::config::Config) -> Result<(), crate::config::ConfigError> {
+        use crate::config::ConfigError;
+        if config.max_connections > C {
+            return Err(ConfigError::new(
+                "max_connections",
+                "more than the fixed connection table holds (CONNS)",
+            ));
+        }
+        if config.max_rooms > R {
+            return Err(ConfigError::new(
+                "max_rooms",
+                "more than the fixed room table holds (ROOMS)",
+            ));
+        }
+        if config.max_rooms_per_connection > P {
+            return Err(ConfigError::new(
+                "max_rooms_per_connection",
+                "more than a connection's fixed room list holds (PER_CONN)",
+            ));
+        }
+        let history = core::iter::once(&config.default_namespace)
+            .chain(config.namespaces.iter().map(|(_, ns)| ns))
+            .map(|ns| ns.history_size as usize)
+            .max()
+            .unwrap_or(0);
+        if history > 0 && (HB == 0 || history > H) {
+            return Err(ConfigError::new(
+                "history_size",
+                "more messages than the fixed history ring holds (HISTORY)",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// One room's history without an allocator: at most `N` messages whose

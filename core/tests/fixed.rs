@@ -19,7 +19,76 @@ type Small = Fixed<4, 4, 4, 2, 32, 4096>;
 const P: Codec = Codec::Postcard;
 
 fn harness(config: Config) -> Harness<TestAuth, Small> {
-    Harness::with(config, TestAuth)
+    Harness::with(fits_small(config), TestAuth)
+}
+
+/// `config` with the limits a hub of 4 connections, 4 rooms and 2 rooms
+/// per connection can hold (a larger config is refused by `Hub::new`).
+fn fits_small(config: Config) -> Config {
+    Config {
+        max_connections: config.max_connections.min(4),
+        max_rooms: config.max_rooms.min(4),
+        max_rooms_per_connection: config.max_rooms_per_connection.min(2),
+        ..config
+    }
+}
+
+#[test]
+fn a_config_larger_than_the_fixed_tables_is_refused_naming_the_setting() {
+    use switchboard_core::Hub;
+    let fits = fits_small(Config::default());
+    assert!(Hub::<TestAuth, Small>::new(fits.clone(), TestAuth, 1).is_ok());
+    let cases: [(&str, Config); 3] = [
+        (
+            "max_connections",
+            Config {
+                max_connections: 5,
+                ..fits.clone()
+            },
+        ),
+        (
+            "max_rooms",
+            Config {
+                max_rooms: 5,
+                ..fits.clone()
+            },
+        ),
+        (
+            "max_rooms_per_connection",
+            Config {
+                max_rooms_per_connection: 3,
+                ..fits.clone()
+            },
+        ),
+    ];
+    for (key, config) in cases {
+        let err = Hub::<TestAuth, Small>::new(config, TestAuth, 1)
+            .err()
+            .expect("refused");
+        assert_eq!(err.key, key);
+    }
+    // History: none kept by `Small`; 4 per room by `WithHistory`.
+    let mut config = fits.clone();
+    config.default_namespace.history_size = 1;
+    let err = Hub::<TestAuth, Small>::new(config.clone(), TestAuth, 1)
+        .err()
+        .expect("refused");
+    assert_eq!(err.key, "history_size");
+    config.default_namespace.history_size = 4;
+    assert!(Hub::<TestAuth, WithHistory>::new(config.clone(), TestAuth, 1).is_ok());
+    config
+        .set_namespace(
+            "chat",
+            switchboard_core::NamespaceConfig {
+                history_size: 5,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let err = Hub::<TestAuth, WithHistory>::new(config, TestAuth, 1)
+        .err()
+        .expect("refused");
+    assert_eq!(err.key, "history_size");
 }
 
 #[track_caller]
@@ -312,7 +381,7 @@ fn history_config() -> Config {
         .set_namespace(
             "chat",
             switchboard_core::NamespaceConfig {
-                history_size: 8,
+                history_size: 4,
                 ..Default::default()
             },
         )
@@ -325,7 +394,8 @@ fn history_config() -> Config {
 /// offset 2 is replayed inside `subscribed`, in order.
 #[test]
 fn fixed_history_recovers_in_json() {
-    let mut h: Harness<TestAuth, WithHistory> = Harness::with(history_config(), TestAuth);
+    let mut h: Harness<TestAuth, WithHistory> =
+        Harness::with(fits_small(history_config()), TestAuth);
     let (a, _) = h.connect(P, "user:alice");
     for i in 1..=5u64 {
         let data = std::format!("{{\"n\":{i}}}");
@@ -378,12 +448,12 @@ fn fixed_history_ring_and_recovery() {
         .set_namespace(
             "chat",
             switchboard_core::NamespaceConfig {
-                history_size: 8,
+                history_size: 4,
                 ..Default::default()
             },
         )
         .unwrap();
-    let mut h: Harness<TestAuth, WithHistory> = Harness::with(config, TestAuth);
+    let mut h: Harness<TestAuth, WithHistory> = Harness::with(fits_small(config), TestAuth);
     let (a, _) = h.connect(P, "user:alice");
     // A publish to a room that keeps history creates it: nobody subscribed.
     for i in 1..=6u64 {

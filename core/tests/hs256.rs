@@ -132,6 +132,9 @@ fn audience_issuer_and_capacities() {
 fn fixed_hub_ends_the_session_at_exp_with_4004() {
     let config = Config {
         ping_interval: Duration::from_secs(3600),
+        max_connections: 4,
+        max_rooms: 4,
+        max_rooms_per_connection: 2,
         ..Config::default()
     };
     let auth: Hs256Authenticator<'static> = Hs256Authenticator::new(SECRET);

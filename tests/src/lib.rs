@@ -7,6 +7,8 @@
 
 pub mod browser;
 pub mod cli;
+pub mod embassy;
+pub mod netns;
 pub mod proxy;
 pub mod redis;
 pub mod wasm_client;

@@ -1464,3 +1464,18 @@ switchboard_tests::every_runtime!(
     unfinished_message_bounded_1009,
     logs_carry_no_secrets,
 );
+
+// The embassy hub on a TAP device inside a network namespace per case: the
+// hostile cases a fixed-capacity hub supports (see `tests/embassy.rs`).
+switchboard_tests::embassy_suite!(
+    ping_flood_never_reading_anonymous,
+    slowloris_dropped_after_handshake_timeout,
+    max_rooms_4006,
+    endless_empty_fragments_close_1009,
+    pongs_and_fragments_are_metered_4008,
+    protocol_violations_close_1002_and_1007,
+    non_ascii_origin_403,
+    deep_json_refused_4000,
+    upgrade_headers_validated,
+    unfinished_message_bounded_1009,
+);
