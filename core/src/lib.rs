@@ -8,7 +8,6 @@ extern crate alloc;
 extern crate std;
 
 pub mod auth;
-#[cfg(feature = "alloc")]
 pub mod client;
 pub mod config;
 pub mod connection;

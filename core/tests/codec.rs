@@ -903,6 +903,32 @@ mod json_paths {
         Ok(())
     }
 
+    /// Decodes the server frame `text` both ways ([`json::decode_server`]
+    /// and [`json_slice::decode_server`]): equal frames, or errors with equal
+    /// id and code. A top-level array is the one documented difference, as
+    /// for client frames.
+    fn same_server_decoding(text: &[u8]) -> Result<(), TestCaseError> {
+        let serde = json::decode_server(text);
+        let slice = json_slice::decode_server(text);
+        if text.trim_ascii_start().starts_with(b"[") {
+            let e = slice.expect_err("an array is not a frame");
+            prop_assert_eq!((e.id, e.code.code()), (None, 4000));
+            return Ok(());
+        }
+        match (&serde, &slice) {
+            (Ok(a), Ok(b)) => prop_assert_eq!(a, b),
+            (Err(a), Err(b)) => prop_assert_eq!((a.id, a.code), (b.id, b.code)),
+            _ => prop_assert!(
+                false,
+                "{}: serde {:?}, slice {:?}",
+                String::from_utf8_lossy(text),
+                serde,
+                slice
+            ),
+        }
+        Ok(())
+    }
+
     /// A JSON payload (the codec tests' `data` is arbitrary bytes: half the
     /// cases get a JSON text instead).
     fn payload() -> impl Strategy<Value = Vec<u8>> {
@@ -929,6 +955,9 @@ mod json_paths {
             for frame in server_frames(&f, &messages, &members) {
                 let (a, b) = (serde_server(&frame), slice_server(&frame));
                 prop_assert_eq!(&a, &b, "{}", String::from_utf8_lossy(&a));
+                // Read back both ways: the same frame.
+                same_server_decoding(&a)?;
+                prop_assert!(json_slice::decode_server(&a).is_ok());
                 // Every shorter buffer is BufferFull, never a panic.
                 let mut short = vec![0u8; b.len() - 1];
                 prop_assert_eq!(json_slice::encode_server(&frame, &mut short), Err(EncodeError::BufferFull));
@@ -950,6 +979,17 @@ mod json_paths {
             same_decoding(s.as_bytes())?;
             let wrapped = format!(r#"{{"type":"publish","room":"r","id":3,"data":{s}}}"#);
             same_decoding(wrapped.as_bytes())?;
+        }
+
+        #[test]
+        fn arbitrary_server_text_decodes_the_same(s in r#"[{}\[\]":, a-z0-9\\.-]{0,48}"#) {
+            same_server_decoding(s.as_bytes())?;
+            for ty in ["message", "subscribed", "welcome", "error"] {
+                let wrapped = format!(r#"{{"type":"{ty}","room":"r","id":3,"epoch":"e","offset":1,"data":{s}}}"#);
+                same_server_decoding(wrapped.as_bytes())?;
+                let nested = format!(r#"{{"type":"{ty}","room":"r","epoch":"e","offset":1,"messages":[{s}]}}"#);
+                same_server_decoding(nested.as_bytes())?;
+            }
         }
 
         #[test]
@@ -989,6 +1029,55 @@ mod json_paths {
         ];
         for text in texts {
             same_decoding(text).unwrap();
+        }
+    }
+
+    #[test]
+    fn server_texts_decode_the_same() {
+        let texts: &[&[u8]] = &[
+            br#"{"type":"welcome","client":"c1","user":null,"ping_interval_ms":25000,"protocol":1}"#,
+            br#"{"type":"welcome","client":"c\"1","user":"\u00e9"}"#,
+            br#"{"type":"welcome","user":"u"}"#,
+            br#"{"type":"welcome","client":"c","ping_interval_ms":-1}"#,
+            br#"{"type":"message","room":"r","epoch":"e","offset":3,"from":{"client":"c","user":null},"data":{"a" : 1}}"#,
+            br#"{"type":"message","room":"r","epoch":"e","offset":3,"from":null,"data_b64":"/wA="}"#,
+            br#"{"type":"message","room":"r","epoch":"e","offset":3,"data_b64":"!!"}"#,
+            br#"{"type":"message","room":"r","epoch":"e","offset":3,"id":4}"#,
+            br#"{"type":"message","room":"r","epoch":"e","offset":3,"data":null,"data_b64":null}"#,
+            br#"{"type":"message","room":"r","offset":3,"data":1}"#,
+            br#"{"type":"message","room":"r","epoch":"e","offset":3,"from":{"user":"u"},"data":1}"#,
+            br#"{"type":"message","room":"r","epoch":"e","offset":3,"from":{"client":"a","client":"b"},"data":1}"#,
+            br#"{"type":"join","room":"r","member":{"client":"c","user":"u","info":{"n":1}}}"#,
+            br#"{"type":"leave","room":"r","member":{"client":"c","user":null,"info":null}}"#,
+            br#"{"type":"leave","room":"r"}"#,
+            br#"{"type":"subscribed","id":1,"room":"r","epoch":"e","offset":2,"recovered":true,"messages":[{"room":"r","epoch":"e","offset":2,"from":null,"data":2}]}"#,
+            br#"{"type":"subscribed","id":1,"room":"r","epoch":"e","offset":2,"messages":[{"room":"r","epoch":"e","offset":2}]}"#,
+            br#"{"type":"subscribed","id":1,"room":"r","epoch":"e","offset":2,"messages":[{"room":"r","offset":2,"data":1}]}"#,
+            br#"{"type":"pong","id":1,"messages":[{"room":"r","epoch":"e","offset":2}]}"#,
+            br#"{"type":"subscribed","id":1,"room":"r","epoch":"e","offset":2,"messages":null}"#,
+            br#"{"type":"subscribed","id":1,"room":"r","epoch":"e","offset":2,"messages":{}}"#,
+            br#"{"type":"history","id":1,"room":"r","epoch":"e","offset":2,"messages":[]}"#,
+            br#"{"type":"presence","id":1,"room":"r","members":[{"client":"c","user":"u","info":[1]}]}"#,
+            br#"{"type":"presence","id":1,"room":"r","members":[{"user":"u"}]}"#,
+            br#"{"type":"ack","room":"r","offset":1}"#,
+            br#"{"type":"ack","id":2,"room":"r","offset":1}"#,
+            br#"{"type":"unsubscribed","id":2}"#,
+            br#"{"type":"authed","user":"u"}"#,
+            br#"{"type":"error","id":2,"code":4003,"reason":"no"}"#,
+            br#"{"type":"error","id":2,"code":70000,"reason":"no"}"#,
+            br#"{"type":"error","id":2,"reason":"no"}"#,
+            br#"{"type":"error","id":2,"code":4000,"reason":"a \"quoted\" reason"}"#,
+            br#"{"type":"bogus","id":2}"#,
+            br#"{"type":"pong","id":2,"id":3}"#,
+            br#"{"id":2}"#,
+            br#" { "type" : "pong" } "#,
+            br#"{"type":"pong"} x"#,
+            br#"[1]"#,
+            b"{",
+            b"",
+        ];
+        for text in texts {
+            same_server_decoding(text).unwrap();
         }
     }
 

@@ -1,6 +1,7 @@
 //! Switchboard on embassy: the hub (and the device client) over embassy-net,
 //! `no_std` and without an allocator.
 //!
+//! - [`client`]: the device client, the driver of the core's client session.
 //! - [`framer`]: WebSocket framing over `embedded-io-async`, both roles.
 //! - [`Switchboard`]: the shared hub; [`Switchboard::serve`] in each task of
 //!   a pool, [`Switchboard::run_timers`] in one more.
@@ -12,6 +13,7 @@
 //! once, before the next mutation (the core's drain rule).
 #![no_std]
 
+pub mod client;
 pub mod clock;
 pub mod framer;
 mod serve;

@@ -40,13 +40,13 @@
 //! ```
 
 mod backoff;
+pub mod storage;
 
-use alloc::collections::{BTreeMap, VecDeque};
-use alloc::string::{String, ToString};
-use alloc::vec::Vec;
 use core::fmt::Write as _;
 
 use backoff::Backoff;
+pub use storage::{Bytes, List, Str, Token};
+use storage::{IdMap, Queue, RoomMap};
 
 use crate::protocol::{ClientFrame, Codec, Data, MessageFrame, Recover, ServerFrame, Text};
 use crate::time::{Duration, Instant};
@@ -135,7 +135,7 @@ pub enum RequestError {
         /// The protocol code.
         code: u16,
         /// The server's reason.
-        reason: String,
+        reason: Str,
     },
     /// No reply within `request_timeout`.
     Timeout,
@@ -143,32 +143,37 @@ pub enum RequestError {
     Closed,
     /// The offline queue is full.
     QueueFull,
+    /// Without an allocator: the command does not fit the session's fixed
+    /// capacities ([`storage`]: a room name, payload or frame too long, too
+    /// many rooms or requests at once).
+    #[cfg(not(feature = "alloc"))]
+    Capacity,
 }
 
 /// A presence member, owned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberInfo {
     /// Connection id.
-    pub client: String,
+    pub client: Str,
     /// User id.
-    pub user: Option<String>,
+    pub user: Option<Str>,
     /// Presence info (JSON text).
-    pub info: Option<Vec<u8>>,
+    pub info: Option<Bytes>,
 }
 
 /// A message, owned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
     /// The room.
-    pub room: String,
+    pub room: Str,
     /// The room's epoch.
-    pub epoch: String,
+    pub epoch: Str,
     /// Its offset.
     pub offset: u64,
     /// Publisher's connection and user (`None` for server publishes).
-    pub from: Option<(String, Option<String>)>,
+    pub from: Option<(Str, Option<Str>)>,
     /// The payload (JSON text for JSON values).
-    pub data: Vec<u8>,
+    pub data: Bytes,
 }
 
 /// A successful reply.
@@ -177,7 +182,7 @@ pub enum Reply {
     /// `subscribed`.
     Subscribed {
         /// The room's epoch.
-        epoch: String,
+        epoch: Str,
         /// Its latest offset.
         offset: u64,
         /// Was the gap since the last message seen replayed?
@@ -187,7 +192,7 @@ pub enum Reply {
         /// [`Event::Message`]. (A resubscribe the session makes on its own
         /// after a reconnect has no reply: its replay arrives as
         /// [`Event::Message`]s.)
-        messages: Vec<Message>,
+        messages: List<Message>,
     },
     /// `unsubscribed`.
     Unsubscribed,
@@ -197,27 +202,31 @@ pub enum Reply {
         offset: u64,
     },
     /// `presence`.
-    Presence(Vec<MemberInfo>),
+    Presence(List<MemberInfo>),
     /// `history`.
     History {
         /// The room's epoch.
-        epoch: String,
+        epoch: Str,
         /// Its latest offset.
         offset: u64,
         /// Oldest first.
-        messages: Vec<Message>,
+        messages: List<Message>,
     },
     /// `pong` (to [`Session::ping`]).
     Pong,
     /// `authed` (to [`Session::refresh`]): the user of the new token.
     Authed {
         /// User id.
-        user: Option<String>,
+        user: Option<Str>,
     },
 }
 
 /// What the application hears.
+///
+/// Without an allocator the owned values are inline ([`storage`]), so the
+/// variants differ in size; they are moved, never boxed.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(not(feature = "alloc"), allow(clippy::large_enum_variant))]
 pub enum Event {
     /// The state changed; `code` is the close code that caused it, if any.
     State {
@@ -229,9 +238,9 @@ pub enum Event {
     /// `welcome`: this connection's id and user.
     Welcome {
         /// Client id.
-        client: String,
+        client: Str,
         /// User id.
-        user: Option<String>,
+        user: Option<Str>,
         /// The server's heartbeat interval (`ping_interval_ms`).
         ping_interval: Duration,
     },
@@ -240,7 +249,7 @@ pub enum Event {
     /// connection anonymously (its `welcome` said no user).
     User {
         /// User id.
-        user: Option<String>,
+        user: Option<Str>,
     },
     /// A message, exactly once per `(epoch, offset)`, in offset order.
     Message(Message),
@@ -248,21 +257,21 @@ pub enum Event {
     /// messages were missed: refetch the room's state.
     Resubscribed {
         /// The room.
-        room: String,
+        room: Str,
         /// Were the missed messages replayed?
         recovered: bool,
     },
     /// Someone joined a room watched with presence.
     Join {
         /// The room.
-        room: String,
+        room: Str,
         /// Who.
         member: MemberInfo,
     },
     /// Someone left.
     Leave {
         /// The room.
-        room: String,
+        room: Str,
         /// Who.
         member: MemberInfo,
     },
@@ -286,12 +295,13 @@ pub enum Event {
         /// The protocol code.
         code: u16,
         /// The server's reason.
-        reason: String,
+        reason: Str,
     },
 }
 
 /// What the session asks its driver to do.
 #[derive(Debug)]
+#[cfg_attr(not(feature = "alloc"), allow(clippy::large_enum_variant))]
 pub enum Output<'a> {
     /// Open the WebSocket (with [`ClientConfig::codec`]'s sub-protocol),
     /// then call [`Session::handle_connected`] or
@@ -308,9 +318,10 @@ pub enum Output<'a> {
 
 /// What a pending request was.
 #[derive(Debug, Clone)]
+#[cfg_attr(not(feature = "alloc"), allow(clippy::large_enum_variant))]
 enum Kind {
     Subscribe {
-        room: String,
+        room: Str,
         resubscribe: bool,
     },
     Unsubscribe,
@@ -333,9 +344,9 @@ struct Pending {
 #[derive(Debug, Clone)]
 struct Queued {
     op: OpId,
-    room: String,
-    data: Vec<u8>,
-    key: Option<String>,
+    room: Str,
+    data: Bytes,
+    key: Option<Str>,
     deadline: Instant,
 }
 
@@ -354,7 +365,7 @@ struct AuthWait {
 struct Room {
     presence: bool,
     /// The last `(epoch, offset)` delivered.
-    seen: Option<(String, u64)>,
+    seen: Option<(Str, u64)>,
     /// The application's subscribe waiting for its `subscribed`.
     op: Option<OpId>,
     /// The request id of the last `subscribe` sent for it.
@@ -367,22 +378,33 @@ pub struct Session {
     config: ClientConfig,
     state: State,
     backoff: Backoff,
-    token: Option<String>,
+    token: Option<Token>,
     token_exp: Option<Instant>,
     refresh_asked: bool,
     awaiting_token: bool,
-    rooms: BTreeMap<String, Room>,
-    pending: BTreeMap<u64, Pending>,
-    offline: VecDeque<Queued>,
-    auths: VecDeque<AuthWait>,
+    rooms: RoomMap<Room>,
+    pending: IdMap<Pending>,
+    offline: Queue<Queued, { storage::OFFLINE }>,
+    auths: Queue<AuthWait, { storage::AUTHS }>,
     /// The token went in this connection's first frame and no `welcome`
     /// with a user has answered it yet: an anonymous hub answers it with
     /// `authed`, after its `welcome`.
     first_auth: bool,
     next_id: u64,
     next_op: u64,
-    out: VecDeque<OutputItem>,
-    buf: Vec<u8>,
+    /// What [`Session::poll_output`] yields next, in order; an event's value
+    /// waits in `events`, a frame's bytes in `tx`.
+    out: Queue<OutputItem, { storage::TAGS }>,
+    events: Queue<Event, { storage::EVENTS }>,
+    /// The bytes of the frames waiting, one after the other; `tx_read` is
+    /// where the next one starts.
+    tx: TxBuf,
+    tx_read: usize,
+    /// Outputs that did not fit the fixed capacities (always 0 with `alloc`).
+    dropped: u32,
+    /// A frame the session needed did not fit: restart the connection at the
+    /// next [`Session::handle_timeout`] (never with `alloc`).
+    broken: bool,
     reconnect_at: Option<Instant>,
     connect_deadline: Option<Instant>,
     connected_at: Option<Instant>,
@@ -391,33 +413,54 @@ pub struct Session {
     transport_open: bool,
 }
 
-#[derive(Debug)]
+#[cfg(feature = "alloc")]
+type TxBuf = alloc::vec::Vec<u8>;
+#[cfg(not(feature = "alloc"))]
+type TxBuf = heapless::Vec<u8, { storage::TX_BYTES }>;
+
+#[derive(Debug, Clone, Copy)]
 enum OutputItem {
     Connect,
-    Transmit(Vec<u8>),
+    /// A frame of this many bytes in `tx`.
+    Transmit(usize),
     Close,
-    Event(Event),
+    /// The next of `events`.
+    Event,
 }
 
-fn owned(m: &MessageFrame<'_>) -> Message {
-    Message {
-        room: m.room.to_string(),
-        epoch: m.epoch.to_string(),
+/// A copy of `m` that the session can hold; `Err` when a field is longer
+/// than the fixed capacities (never with `alloc`).
+fn owned(m: &MessageFrame<'_>) -> Result<Message, ()> {
+    let from = match &m.from {
+        Some(s) => Some((text(&s.client)?, opt_text(s.user.as_deref())?)),
+        None => None,
+    };
+    Ok(Message {
+        room: text(&m.room)?,
+        epoch: text(&m.epoch)?,
         offset: m.offset,
-        from: m
-            .from
-            .as_ref()
-            .map(|s| (s.client.to_string(), s.user.as_ref().map(|u| u.to_string()))),
-        data: m.data.to_vec(),
-    }
+        from,
+        data: storage::bytes(&m.data)?,
+    })
 }
 
-fn member(m: &crate::protocol::Member<'_>) -> MemberInfo {
-    MemberInfo {
-        client: m.client.to_string(),
-        user: m.user.as_ref().map(|u| u.to_string()),
-        info: m.info.as_ref().map(|i| i.to_vec()),
-    }
+fn member(m: &crate::protocol::Member<'_>) -> Result<MemberInfo, ()> {
+    Ok(MemberInfo {
+        client: text(&m.client)?,
+        user: opt_text(m.user.as_deref())?,
+        info: match &m.info {
+            Some(i) => Some(storage::bytes(i)?),
+            None => None,
+        },
+    })
+}
+
+fn text(s: &str) -> Result<Str, ()> {
+    storage::text(s)
+}
+
+fn opt_text(s: Option<&str>) -> Result<Option<Str>, ()> {
+    s.map(text).transpose()
 }
 
 /// When the JWT `token` expires: its `exp` claim, read without checking
@@ -456,15 +499,19 @@ impl Session {
             token_exp: None,
             refresh_asked: false,
             awaiting_token: false,
-            rooms: BTreeMap::new(),
-            pending: BTreeMap::new(),
-            offline: VecDeque::new(),
-            auths: VecDeque::new(),
+            rooms: RoomMap::new(),
+            pending: IdMap::new(),
+            offline: Queue::new(),
+            auths: Queue::new(),
             first_auth: false,
             next_id: 1,
             next_op: 1,
-            out: VecDeque::new(),
-            buf: Vec::new(),
+            out: Queue::new(),
+            events: Queue::new(),
+            tx: TxBuf::new(),
+            tx_read: 0,
+            dropped: 0,
+            broken: false,
             reconnect_at: None,
             connect_deadline: None,
             connected_at: None,
@@ -495,6 +542,14 @@ impl Session {
         Some((epoch, *offset))
     }
 
+    /// Outputs the session could not hold since it was made: frames and
+    /// events over the fixed capacities ([`storage`]; always 0 with
+    /// `alloc`). A frame that did not fit restarts the connection, so that
+    /// nothing waits for it forever.
+    pub fn dropped(&self) -> u32 {
+        self.dropped
+    }
+
     /// The current token: what a driver with [`ClientConfig::token_in_upgrade`]
     /// puts in the upgrade request at every [`Output::Connect`].
     pub fn token(&self) -> Option<&str> {
@@ -508,7 +563,7 @@ impl Session {
     /// [`ClientConfig::token_in_upgrade`]) and when it expires. While
     /// connected it refreshes the session (`auth`); while waiting for a token
     /// after 4004 it reconnects.
-    pub fn set_token(&mut self, now: Instant, token: Option<String>, expires: Option<Instant>) {
+    pub fn set_token(&mut self, now: Instant, token: Option<Token>, expires: Option<Instant>) {
         self.replace_token(now, token, expires, None);
     }
 
@@ -516,7 +571,7 @@ impl Session {
     /// `authed` answers [`Reply::Authed`] (a refused token closes the
     /// connection: 4001). While not connected it fails with
     /// [`RequestError::Closed`], the token kept for the next connection.
-    pub fn refresh(&mut self, now: Instant, token: String, expires: Option<Instant>) -> OpId {
+    pub fn refresh(&mut self, now: Instant, token: Token, expires: Option<Instant>) -> OpId {
         let op = self.op();
         if !self.replace_token(now, Some(token), expires, Some(op)) {
             self.event(Event::Reply {
@@ -540,7 +595,7 @@ impl Session {
             return;
         }
         if self.transport_open || self.state == State::Connecting {
-            self.out.push_back(OutputItem::Close);
+            self.push(OutputItem::Close);
         }
         self.transport_open = false;
         self.finish(None);
@@ -592,7 +647,8 @@ impl Session {
     /// carries no key (it is never re-sent).
     pub fn publish(&mut self, now: Instant, room: &str, data: &[u8]) -> OpId {
         let key = if self.config.reconnect {
-            let mut key = String::new();
+            let mut key = Str::new();
+            // 16 hex digits, a dash and at most 20 digits fit every build.
             let _ = write!(key, "{:016x}-{}", self.backoff.random(), self.next_op);
             Some(key)
         } else {
@@ -605,7 +661,10 @@ impl Session {
     /// (PROTOCOL.md §9), e.g. to re-send a publish made before a restart. A
     /// key the server refuses is `error 4000`.
     pub fn publish_with_key(&mut self, now: Instant, room: &str, data: &[u8], key: &str) -> OpId {
-        self.publish_inner(now, room, data, Some(key.to_string()))
+        match text(key) {
+            Ok(key) => self.publish_inner(now, room, data, Some(key)),
+            Err(()) => self.refuse(),
+        }
     }
 
     /// Publishes without an `id` (fire and forget: no ack, no key, nothing
@@ -670,8 +729,13 @@ impl Session {
         if !self.transport_open {
             return false;
         }
-        self.out.push_back(OutputItem::Transmit(bytes.to_vec()));
-        true
+        self.queue_frame(|tx| {
+            #[cfg(feature = "alloc")]
+            tx.extend_from_slice(bytes);
+            #[cfg(not(feature = "alloc"))]
+            tx.extend_from_slice(bytes).map_err(|_| ())?;
+            Ok(())
+        })
     }
 
     // -------------------------------------------------------------- inputs
@@ -711,7 +775,7 @@ impl Session {
                 self.connected_at = Some(now);
                 self.server_ping = Duration::from_millis(ping_interval_ms);
                 self.ping_at = Some(now + self.ping_interval());
-                let (client, user) = (client.to_string(), user.map(|u| u.to_string()));
+                let (client, user) = (storage::fit(&client), user.map(|u| storage::fit(&u)));
                 if user.is_some() {
                     // This `welcome` answered the first frame's token.
                     self.first_auth = false;
@@ -744,24 +808,34 @@ impl Session {
                 messages,
             } => {
                 let pending = id.and_then(|id| self.pending.remove(&id));
+                // The application's own subscribe gets its replay in the
+                // reply; a resubscribe the session made delivers it.
+                let op = pending.as_ref().and_then(|p| p.op);
+                // A replay the session cannot hold whole (only without
+                // `alloc`) counts as not recovered: the application
+                // refetches, as after a gap the server did not replay.
+                let fits = !messages.is_truncated()
+                    && (op.is_none() || storage::fits_list(messages.len()));
+                let downgraded = recovered && !fits;
+                let recovered = recovered && fits;
                 if let Some(r) = self.rooms.get_mut(room.as_str()) {
                     // A new epoch, or a gap that was not replayed: start from
                     // the room's current position.
                     let same_epoch = r.seen.as_ref().is_some_and(|(e, _)| *e == epoch.as_str());
                     if !(recovered && same_epoch) {
-                        r.seen = Some((epoch.to_string(), offset));
+                        r.seen = text(&epoch).ok().map(|e| (e, offset));
                     }
                 }
-                // The application's own subscribe gets its replay in the
-                // reply; a resubscribe the session made delivers it.
-                let op = pending.as_ref().and_then(|p| p.op);
-                let mut replayed = Vec::new();
-                for m in messages.iter() {
-                    if let Some(m) = self.accept(now, m) {
-                        if op.is_some() {
-                            replayed.push(m);
-                        } else {
-                            self.event(Event::Message(m));
+                let mut replayed = List::new();
+                if !downgraded {
+                    for m in messages.iter() {
+                        if let Some(m) = self.accept(now, m) {
+                            if op.is_some() {
+                                // Fits: checked above.
+                                let _ = storage::list_push(&mut replayed, m);
+                            } else {
+                                self.event(Event::Message(m));
+                            }
                         }
                     }
                 }
@@ -780,7 +854,7 @@ impl Session {
                         self.event(Event::Reply {
                             op,
                             result: Ok(Reply::Subscribed {
-                                epoch: epoch.to_string(),
+                                epoch: storage::fit(&epoch),
                                 offset,
                                 recovered,
                                 messages: replayed,
@@ -792,7 +866,7 @@ impl Session {
             ServerFrame::Unsubscribed { id, .. } => self.reply(id, Ok(Reply::Unsubscribed)),
             ServerFrame::Ack { id, offset, .. } => self.reply(Some(id), Ok(Reply::Ack { offset })),
             ServerFrame::Presence { id, members, .. } => {
-                let members = members.iter().map(member).collect();
+                let members = storage::keep_fitting(&members, member);
                 self.reply(id, Ok(Reply::Presence(members)));
             }
             ServerFrame::History {
@@ -802,34 +876,46 @@ impl Session {
                 messages,
                 ..
             } => {
-                let messages = messages.iter().map(owned).collect();
+                // Oldest first: what fits is a page, the application pages
+                // on with `since` (only without `alloc`).
+                let messages = storage::keep_fitting(&messages, owned);
                 self.reply(
                     id,
                     Ok(Reply::History {
-                        epoch: epoch.to_string(),
+                        epoch: storage::fit(&epoch),
                         offset,
                         messages,
                     }),
                 );
             }
             ServerFrame::Pong { id } => self.reply(id, Ok(Reply::Pong)),
-            ServerFrame::Join { room, member: m } => self.event(Event::Join {
-                room: room.to_string(),
-                member: member(&m),
-            }),
-            ServerFrame::Leave { room, member: m } => self.event(Event::Leave {
-                room: room.to_string(),
-                member: member(&m),
-            }),
+            ServerFrame::Join { room, member: m } => {
+                if let Ok(member) = member(&m) {
+                    self.event(Event::Join {
+                        room: storage::fit(&room),
+                        member,
+                    });
+                } else {
+                    self.dropped += 1;
+                }
+            }
+            ServerFrame::Leave { room, member: m } => {
+                if let Ok(member) = member(&m) {
+                    self.event(Event::Leave {
+                        room: storage::fit(&room),
+                        member,
+                    });
+                } else {
+                    self.dropped += 1;
+                }
+            }
             ServerFrame::Authed { user } => {
+                let user = user.map(|u| storage::fit(&u));
                 if core::mem::take(&mut self.first_auth) {
                     // Answers come in order: the first frame's token was
                     // sent before any refresh.
-                    self.event(Event::User {
-                        user: user.map(|u| u.to_string()),
-                    });
+                    self.event(Event::User { user });
                 } else if let Some(AuthWait { op: Some(op), .. }) = self.auths.pop_front() {
-                    let user = user.map(|u| u.to_string());
                     self.event(Event::Reply {
                         op,
                         result: Ok(Reply::Authed { user }),
@@ -837,7 +923,7 @@ impl Session {
                 }
             }
             ServerFrame::Error { id, code, reason } => {
-                let reason = reason.to_string();
+                let reason = storage::fit(&reason);
                 self.reply(id, Err(RequestError::Server { code, reason }));
             }
         }
@@ -915,12 +1001,18 @@ impl Session {
     /// Time has passed: connection attempts, reconnects, request deadlines,
     /// pings, token refresh.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if core::mem::take(&mut self.broken) && self.transport_open {
+            // A frame the session had to send did not fit (only without
+            // `alloc`): start over rather than wait for its reply forever.
+            self.push(OutputItem::Close);
+            self.handle_disconnected(now, None);
+        }
         if self.state == State::Connecting
             && let Some(at) = self.connect_deadline
             && now >= at
         {
             // No `welcome` in time: give the attempt up.
-            self.out.push_back(OutputItem::Close);
+            self.push(OutputItem::Close);
             self.handle_disconnected(now, None);
         }
         if let Some(at) = self.reconnect_at
@@ -929,14 +1021,14 @@ impl Session {
             self.reconnect_at = None;
             self.start_connect(now);
         }
-        let expired: Vec<u64> = self
+        let mut dead = false;
+        while let Some(id) = self
             .pending
             .iter()
             .filter(|(_, p)| now >= p.deadline)
             .map(|(id, _)| *id)
-            .collect();
-        let mut dead = false;
-        for id in expired {
+            .min()
+        {
             if let Some(p) = self.pending.remove(&id) {
                 if matches!(p.kind, Kind::Ping) {
                     dead = true;
@@ -949,34 +1041,31 @@ impl Session {
                 }
             }
         }
-        let late: Vec<OpId> = self
-            .offline
-            .iter()
-            .filter(|q| now >= q.deadline)
-            .map(|q| q.op)
-            .collect();
-        self.offline.retain(|q| now < q.deadline);
-        for op in late {
-            self.event(Event::Reply {
-                op,
-                result: Err(RequestError::Timeout),
-            });
+        for _ in 0..self.offline.len() {
+            let Some(q) = self.offline.pop_front() else {
+                break;
+            };
+            if now >= q.deadline {
+                self.event(Event::Reply {
+                    op: q.op,
+                    result: Err(RequestError::Timeout),
+                });
+            } else {
+                // Back in the same order: every entry goes round once.
+                let _ = storage::push_back(&mut self.offline, q);
+            }
         }
-        let mut late_auths = Vec::new();
-        for a in self.auths.iter_mut().filter(|a| now >= a.deadline) {
-            // Its `authed` may still come: keep the place in the order.
-            late_auths.extend(a.op.take());
-            a.deadline = Instant::NEVER;
-        }
-        for op in late_auths {
-            self.event(Event::Reply {
-                op,
-                result: Err(RequestError::Timeout),
-            });
+        while let Some(late) = self.late_auth(now) {
+            if let Some(op) = late {
+                self.event(Event::Reply {
+                    op,
+                    result: Err(RequestError::Timeout),
+                });
+            }
         }
         if dead && self.transport_open {
             // No pong: the transport has not noticed that it is dead.
-            self.out.push_back(OutputItem::Close);
+            self.push(OutputItem::Close);
             self.handle_disconnected(now, None);
             return;
         }
@@ -1006,10 +1095,11 @@ impl Session {
         Some(match item {
             OutputItem::Connect => Output::Connect,
             OutputItem::Close => Output::Close,
-            OutputItem::Event(e) => Output::Event(e),
-            OutputItem::Transmit(bytes) => {
-                self.buf = bytes;
-                Output::Transmit(&self.buf)
+            OutputItem::Event => Output::Event(self.events.pop_front()?),
+            OutputItem::Transmit(len) => {
+                let start = self.tx_read;
+                self.tx_read += len;
+                Output::Transmit(&self.tx[start..start + len])
             }
         })
     }
@@ -1036,7 +1126,8 @@ impl Session {
         let connect = self
             .connect_deadline
             .filter(|_| self.state == State::Connecting);
-        [self.reconnect_at, self.ping_at, refresh, connect]
+        let broken = self.broken.then_some(Instant::from_micros(0));
+        [self.reconnect_at, self.ping_at, refresh, connect, broken]
             .into_iter()
             .flatten()
             .chain(deadlines)
@@ -1051,8 +1142,55 @@ impl Session {
         op
     }
 
+    /// Queues an output; one over the fixed capacities is counted in
+    /// [`Session::dropped`] (never with `alloc`).
+    fn push(&mut self, item: OutputItem) -> bool {
+        let ok = storage::push_back(&mut self.out, item).is_ok();
+        if !ok {
+            self.dropped += 1;
+        }
+        ok
+    }
+
     fn event(&mut self, e: Event) {
-        self.out.push_back(OutputItem::Event(e));
+        if storage::queue_full(&self.out) {
+            self.dropped += 1;
+            return;
+        }
+        if storage::push_back(&mut self.events, e).is_err() {
+            self.dropped += 1;
+            return;
+        }
+        self.push(OutputItem::Event);
+    }
+
+    /// Appends one frame, written by `write` at the end of `tx`, to the
+    /// outputs; `false` (nothing queued) when it does not fit.
+    fn queue_frame(&mut self, write: impl FnOnce(&mut TxBuf) -> Result<(), ()>) -> bool {
+        if self.tx_read == self.tx.len() {
+            self.tx.clear();
+            self.tx_read = 0;
+        }
+        let start = self.tx.len();
+        if storage::queue_full(&self.out) || write(&mut self.tx).is_err() {
+            self.tx.truncate(start);
+            self.dropped += 1;
+            return false;
+        }
+        self.push(OutputItem::Transmit(self.tx.len() - start))
+    }
+
+    /// A command the fixed capacities cannot take: its op fails with
+    /// [`RequestError::Capacity`] (never with `alloc`).
+    #[cfg_attr(feature = "alloc", allow(dead_code))]
+    fn refuse(&mut self) -> OpId {
+        let op = self.op();
+        #[cfg(not(feature = "alloc"))]
+        self.event(Event::Reply {
+            op,
+            result: Err(RequestError::Capacity),
+        });
+        op
     }
 
     fn ping_interval(&self) -> Duration {
@@ -1063,7 +1201,7 @@ impl Session {
         self.state = State::Connecting;
         self.reconnect_at = None;
         self.connect_deadline = Some(now + self.config.connect_timeout);
-        self.out.push_back(OutputItem::Connect);
+        self.push(OutputItem::Connect);
         self.event(Event::State {
             state: State::Connecting,
             code: None,
@@ -1075,7 +1213,7 @@ impl Session {
     fn replace_token(
         &mut self,
         now: Instant,
-        token: Option<String>,
+        token: Option<Token>,
         expires: Option<Instant>,
         op: Option<OpId>,
     ) -> bool {
@@ -1085,14 +1223,19 @@ impl Session {
         let mut sent = false;
         if self.state == State::Connected
             && let Some(t) = self.token.clone()
-        {
-            self.send(&ClientFrame::Auth {
+            && self.send(&ClientFrame::Auth {
                 token: Text::Borrowed(&t),
-            });
-            self.auths.push_back(AuthWait {
+            })
+        {
+            let wait = AuthWait {
                 op,
                 deadline: now + self.config.request_timeout,
-            });
+            };
+            if storage::push_back(&mut self.auths, wait).is_err() {
+                // Too many refreshes in flight (only without `alloc`):
+                // their order is lost, so start over.
+                self.broken = true;
+            }
             sent = true;
         }
         if self.awaiting_token {
@@ -1122,12 +1265,7 @@ impl Session {
             });
         }
         self.fail_auths();
-        let waiting: Vec<OpId> = self
-            .rooms
-            .values_mut()
-            .filter_map(|r| r.op.take())
-            .collect();
-        for op in waiting {
+        while let Some(op) = self.waiting_subscribe() {
             self.event(Event::Reply {
                 op,
                 result: Err(RequestError::Closed),
@@ -1137,6 +1275,19 @@ impl Session {
             state: State::Closed,
             code,
         });
+    }
+
+    /// The next `auth` past its deadline, marked answered (its `authed` may
+    /// still come: it keeps its place in the order); its op if one waits.
+    fn late_auth(&mut self, now: Instant) -> Option<Option<OpId>> {
+        let late = self.auths.iter_mut().find(|a| now >= a.deadline)?;
+        late.deadline = Instant::NEVER;
+        Some(late.op.take())
+    }
+
+    /// The next application subscribe waiting for its `subscribed`, taken.
+    fn waiting_subscribe(&mut self) -> Option<OpId> {
+        self.rooms.values_mut().find_map(|r| r.op.take())
     }
 
     /// The connection is gone: `auth`s waiting for `authed` fail.
@@ -1151,18 +1302,29 @@ impl Session {
         }
     }
 
-    /// Publishes in flight go back to the front of the offline queue (their
-    /// acks may be lost: the key makes the re-send safe); other requests
-    /// fail with [`RequestError::Closed`].
+    /// Publishes in flight go back to the front of the offline queue, in the
+    /// order they were sent (their acks may be lost: the key makes the
+    /// re-send safe); other requests fail with [`RequestError::Closed`].
     fn requeue_pending(&mut self) {
-        let mut publishes = Vec::new();
-        for (_, p) in core::mem::take(&mut self.pending) {
+        let waiting = core::mem::take(&mut self.offline);
+        let mut pending = core::mem::take(&mut self.pending);
+        while let Some(id) = pending.keys().copied().min() {
+            let Some(p) = pending.remove(&id) else {
+                break;
+            };
             match p.kind {
-                Kind::Publish(Some(q)) => publishes.push(q),
+                Kind::Publish(Some(q)) => {
+                    if let Err(q) = storage::push_back(&mut self.offline, q) {
+                        self.event(Event::Reply {
+                            op: q.op,
+                            result: Err(RequestError::QueueFull),
+                        });
+                    }
+                }
                 // The subscription stays: it is renewed on the next welcome,
                 // and the application's op gets that reply.
                 Kind::Subscribe { room, .. } => {
-                    if let Some(r) = self.rooms.get_mut(&room) {
+                    if let Some(r) = self.rooms.get_mut(room.as_str()) {
                         r.op = r.op.or(p.op);
                     } else if let Some(op) = p.op {
                         self.event(Event::Reply {
@@ -1181,17 +1343,40 @@ impl Session {
                 }
             }
         }
-        for q in publishes.into_iter().rev() {
-            self.offline.push_front(q);
+        for q in waiting {
+            if let Err(q) = storage::push_back(&mut self.offline, q) {
+                self.event(Event::Reply {
+                    op: q.op,
+                    result: Err(RequestError::QueueFull),
+                });
+            }
         }
         self.fail_auths();
     }
 
-    fn send(&mut self, frame: &ClientFrame<'_>) {
-        let mut bytes = Vec::new();
-        if self.config.codec.encode_client(frame, &mut bytes).is_ok() {
-            self.out.push_back(OutputItem::Transmit(bytes));
-        }
+    /// Queues `frame`; `false` when it cannot be encoded (or, without
+    /// `alloc`, does not fit).
+    fn send(&mut self, frame: &ClientFrame<'_>) -> bool {
+        let codec = self.config.codec;
+        self.queue_frame(|tx| {
+            #[cfg(feature = "alloc")]
+            {
+                codec.encode_client(frame, tx).map_err(|_| ())
+            }
+            #[cfg(not(feature = "alloc"))]
+            {
+                let start = tx.len();
+                let cap = tx.capacity();
+                tx.resize(cap, 0).map_err(|_| ())?;
+                match codec.encode_client_to_slice(frame, &mut tx[start..]) {
+                    Ok(n) => {
+                        tx.truncate(start + n);
+                        Ok(())
+                    }
+                    Err(_) => Err(()),
+                }
+            }
+        })
     }
 
     fn next_id(&mut self) -> u64 {
@@ -1201,25 +1386,59 @@ impl Session {
     }
 
     /// Sends the frame `frame(id)` with the next request id and waits for
-    /// its reply until `request_timeout`.
+    /// its reply until `request_timeout`. A frame that cannot be sent or a
+    /// request over the fixed capacities (only without `alloc`) fails `op`
+    /// with [`RequestError::Capacity`]; the session's own requests (no `op`)
+    /// then restart the connection.
     fn request<'f>(
         &mut self,
         now: Instant,
         op: Option<OpId>,
         kind: Kind,
         frame: impl FnOnce(u64) -> ClientFrame<'f>,
-    ) {
+    ) -> bool {
+        let deadline = now + self.config.request_timeout;
+        self.request_until(deadline, op, kind, frame)
+    }
+
+    /// [`Session::request`] with its own deadline.
+    fn request_until<'f>(
+        &mut self,
+        deadline: Instant,
+        op: Option<OpId>,
+        kind: Kind,
+        frame: impl FnOnce(u64) -> ClientFrame<'f>,
+    ) -> bool {
+        let pending = Pending { op, kind, deadline };
         let id = self.next_id();
-        let frame = frame(id);
-        self.send(&frame);
-        self.pending.insert(
-            id,
-            Pending {
+        let full = storage::map_full(&self.pending);
+        if full || !self.send(&frame(id)) {
+            self.unsent(pending);
+            return false;
+        }
+        let _ = storage::insert(&mut self.pending, id, pending);
+        true
+    }
+
+    /// A request whose frame was not queued (only without `alloc`).
+    fn unsent(&mut self, p: Pending) {
+        #[cfg(feature = "alloc")]
+        let _ = p;
+        #[cfg(not(feature = "alloc"))]
+        match (p.op, p.kind) {
+            (_, Kind::Subscribe { room, .. }) => {
+                // Kept, and renewed on the next connection.
+                if let Some(r) = self.rooms.get_mut(room.as_str()) {
+                    r.op = r.op.or(p.op);
+                }
+                self.broken = true;
+            }
+            (Some(op), _) => self.event(Event::Reply {
                 op,
-                kind,
-                deadline: now + self.config.request_timeout,
-            },
-        );
+                result: Err(RequestError::Capacity),
+            }),
+            (None, _) => self.broken = true,
+        }
     }
 
     fn request_or_fail<'f>(
@@ -1239,6 +1458,8 @@ impl Session {
         }
     }
 
+    // heapless' `LinearMap::contains_key` takes no `&str`: `get` serves both.
+    #[allow(clippy::unnecessary_get_then_check)]
     fn subscribe_inner(
         &mut self,
         now: Instant,
@@ -1246,64 +1467,78 @@ impl Session {
         presence: bool,
         from: Option<Option<(&str, u64)>>,
     ) -> OpId {
-        let op = self.op();
         if self.state == State::Closed {
+            let op = self.op();
             self.event(Event::Reply {
                 op,
                 result: Err(RequestError::Closed),
             });
             return op;
         }
-        let entry = self.rooms.entry(room.to_string()).or_default();
-        entry.presence = presence;
-        entry.op = Some(op);
-        if let Some(from) = from {
-            entry.seen = from.map(|(e, o)| (e.to_string(), o));
+        let Ok(name) = text(room) else {
+            return self.refuse();
+        };
+        let seen = match from {
+            Some(Some((e, o))) => match text(e) {
+                Ok(e) => Some(Some((e, o))),
+                Err(()) => return self.refuse(),
+            },
+            Some(None) => Some(None),
+            None => None,
+        };
+        if self.rooms.get(room).is_none()
+            && storage::insert(&mut self.rooms, name.clone(), Room::default()).is_err()
+        {
+            return self.refuse();
+        }
+        let op = self.op();
+        if let Some(entry) = self.rooms.get_mut(room) {
+            entry.presence = presence;
+            entry.op = Some(op);
+            if let Some(seen) = seen {
+                entry.seen = seen;
+            }
         }
         if self.state == State::Connected {
-            self.send_subscribe(now, room.to_string(), false);
+            self.send_subscribe(now, name, false);
         }
         // Otherwise the subscribe goes out with the next `welcome`.
         op
     }
 
-    fn publish_inner(
-        &mut self,
-        now: Instant,
-        room: &str,
-        data: &[u8],
-        key: Option<String>,
-    ) -> OpId {
-        let op = self.op();
+    fn publish_inner(&mut self, now: Instant, room: &str, data: &[u8], key: Option<Str>) -> OpId {
         let deadline = now + self.config.request_timeout;
         match self.state {
             State::Connected if !self.config.reconnect => {
+                let op = self.op();
                 // Never re-sent: nothing to keep but the op.
-                let id = self.next_id();
-                self.send(&ClientFrame::Publish {
-                    room: Text::Borrowed(room),
-                    data: Data::Borrowed(data),
-                    id: Some(id),
-                    key: key.as_deref().map(Text::Borrowed),
+                self.request(now, Some(op), Kind::Publish(None), |id| {
+                    ClientFrame::Publish {
+                        room: Text::Borrowed(room),
+                        data: Data::Borrowed(data),
+                        id: Some(id),
+                        key: key.as_deref().map(Text::Borrowed),
+                    }
                 });
-                self.pending.insert(
-                    id,
-                    Pending {
-                        op: Some(op),
-                        kind: Kind::Publish(None),
-                        deadline,
-                    },
-                );
+                op
             }
-            State::Closed => self.event(Event::Reply {
-                op,
-                result: Err(RequestError::Closed),
-            }),
+            State::Closed => {
+                let op = self.op();
+                self.event(Event::Reply {
+                    op,
+                    result: Err(RequestError::Closed),
+                });
+                op
+            }
             state => {
+                let (Ok(room), Ok(data)) = (text(room), storage::bytes(data)) else {
+                    return self.refuse();
+                };
+                let op = self.op();
                 let queued = Queued {
                     op,
-                    room: room.to_string(),
-                    data: data.to_vec(),
+                    room,
+                    data,
                     key,
                     deadline,
                 };
@@ -1314,47 +1549,47 @@ impl Session {
                         op,
                         result: Err(RequestError::QueueFull),
                     });
-                } else {
-                    self.offline.push_back(queued);
+                } else if let Err(q) = storage::push_back(&mut self.offline, queued) {
+                    self.event(Event::Reply {
+                        op: q.op,
+                        result: Err(RequestError::QueueFull),
+                    });
                 }
+                op
             }
         }
-        op
     }
 
     fn send_publish(&mut self, now: Instant, q: Queued) {
-        let id = self.next_id();
-        self.send(&ClientFrame::Publish {
-            room: Text::Borrowed(&q.room),
-            data: Data::Borrowed(&q.data),
-            id: Some(id),
-            key: q.key.as_deref().map(Text::Borrowed),
-        });
         let deadline = q.deadline.max(now);
         let op = Some(q.op);
+        let (room, data, key) = (q.room.clone(), q.data.clone(), q.key.clone());
         let kept = self.config.reconnect.then_some(q);
-        self.pending.insert(
-            id,
-            Pending {
-                op,
-                kind: Kind::Publish(kept),
-                deadline,
-            },
-        );
+        self.request_until(deadline, op, Kind::Publish(kept), |id| {
+            ClientFrame::Publish {
+                room: Text::Borrowed(&room),
+                data: Data::Borrowed(&data),
+                id: Some(id),
+                key: key.as_deref().map(Text::Borrowed),
+            }
+        });
     }
 
     fn resubscribe(&mut self, now: Instant) {
-        let names: Vec<String> = self.rooms.keys().cloned().collect();
-        for name in names {
-            let resubscribe = self.rooms.get(&name).is_some_and(|r| r.seen.is_some());
+        let mut names = storage::Scratch::<(Str, bool)>::new();
+        for (name, r) in self.rooms.iter() {
+            let _ = storage::scratch_push(&mut names, (name.clone(), r.seen.is_some()));
+        }
+        names.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for (name, resubscribe) in names {
             self.send_subscribe(now, name, resubscribe);
         }
     }
 
     /// Sends `subscribe` for `name` with `recover` from the last message
     /// seen; the application's op (if it waits) gets the reply.
-    fn send_subscribe(&mut self, now: Instant, name: String, resubscribe: bool) {
-        let Some(room) = self.rooms.get_mut(&name) else {
+    fn send_subscribe(&mut self, now: Instant, name: Str, resubscribe: bool) {
+        let Some(room) = self.rooms.get_mut(name.as_str()) else {
             return;
         };
         let (op, presence, recover) = (room.op.take(), room.presence, room.seen.clone());
@@ -1369,11 +1604,11 @@ impl Session {
                 resubscribe,
             },
             |id| ClientFrame::Subscribe {
-                room: Text::Owned(frame_room),
+                room: Text::Borrowed(&frame_room),
                 id: Some(id),
-                recover: recover.map(|(e, o)| Recover {
-                    epoch: Text::Owned(e),
-                    offset: o,
+                recover: recover.as_ref().map(|(e, o)| Recover {
+                    epoch: Text::Borrowed(e),
+                    offset: *o,
                 }),
                 presence: presence.then_some(true),
             },
@@ -1382,7 +1617,9 @@ impl Session {
 
     /// A message to deliver, once per `(epoch, offset)` and in order; a
     /// message of another epoch means the room's history was reset:
-    /// resubscribe (and deliver nothing).
+    /// resubscribe (and deliver nothing). One the session cannot hold (only
+    /// without `alloc`) is reported as [`Event::Error`] code 1009 and not
+    /// delivered.
     fn accept(&mut self, now: Instant, m: &MessageFrame<'_>) -> Option<Message> {
         let room = self.rooms.get_mut(m.room.as_str())?;
         match &mut room.seen {
@@ -1394,12 +1631,23 @@ impl Session {
             }
             Some(_) => {
                 room.seen = None;
-                self.send_subscribe(now, m.room.to_string(), true);
+                let name = text(&m.room).ok()?;
+                self.send_subscribe(now, name, true);
                 return None;
             }
-            None => room.seen = Some((m.epoch.to_string(), m.offset)),
+            None => room.seen = text(&m.epoch).ok().map(|e| (e, m.offset)),
         }
-        Some(owned(m))
+        match owned(m) {
+            Ok(m) => Some(m),
+            Err(()) => {
+                self.event(Event::Error {
+                    id: None,
+                    code: 1009,
+                    reason: storage::fit("a message larger than the session holds"),
+                });
+                None
+            }
+        }
     }
 
     /// The reply to request `id`. An `error` nobody waits for becomes an

@@ -14,6 +14,7 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::value::RawValue;
 
 use super::codec::{DecodeError, EncodeError};
+use super::flat;
 use super::frame::{ClientFrame, Member, MessageFrame, Recover, Sender, ServerFrame};
 use super::text::{Data, Seq, Text};
 
@@ -89,49 +90,19 @@ pub fn decode_client(bytes: &[u8]) -> Result<ClientFrame<'_>, DecodeError> {
             return Err(DecodeError::malformed(id, "malformed JSON frame"));
         }
     };
-    let id = flat.id;
-    let missing = |what| DecodeError::malformed(id, what);
-    let ty = flat.ty.ok_or(missing("missing field `type`"))?;
-    let room = flat.room;
-    let need_room = || room.clone().ok_or(missing("missing field `room`"));
-    Ok(match ty.as_str() {
-        "auth" => ClientFrame::Auth {
-            token: flat.token.ok_or(missing("missing field `token`"))?,
-        },
-        "subscribe" => ClientFrame::Subscribe {
-            room: need_room()?,
-            id,
-            recover: flat.recover,
-            presence: flat.presence,
-        },
-        "unsubscribe" => ClientFrame::Unsubscribe {
-            room: need_room()?,
-            id,
-        },
-        "publish" => ClientFrame::Publish {
-            room: need_room()?,
-            data: Data::Borrowed(
-                flat.data
-                    .ok_or(missing("missing field `data`"))?
-                    .get()
-                    .as_bytes(),
-            ),
-            id,
-            key: flat.key,
-        },
-        "presence" => ClientFrame::Presence {
-            room: need_room()?,
-            id,
-        },
-        "history" => ClientFrame::History {
-            room: need_room()?,
-            id,
-            since: flat.since,
-            limit: flat.limit,
-        },
-        "ping" => ClientFrame::Ping { id },
-        _ => return Err(missing("unknown frame type")),
-    })
+    flat::FlatClient {
+        ty: flat.ty,
+        id: flat.id,
+        room: flat.room,
+        token: flat.token,
+        data: flat.data.map(|raw| raw.get().as_bytes()),
+        recover: flat.recover,
+        presence: flat.presence,
+        since: flat.since,
+        limit: flat.limit,
+        key: flat.key,
+    }
+    .into_frame()
 }
 
 /// Every key any server frame may carry.
@@ -202,19 +173,16 @@ struct JsonMessage<'a> {
     data_b64: Option<Text<'a>>,
 }
 
-fn payload<'a>(
-    data: Option<&'a RawValue>,
-    b64: Option<Text<'a>>,
+fn b64<'a>(text: &str) -> Option<Data<'a>> {
+    B64.decode(text.as_bytes()).ok().map(Data::Owned)
+}
+
+fn data<'a>(
+    raw: Option<&'a RawValue>,
+    b64_text: Option<Text<'a>>,
     id: Option<u64>,
-) -> Result<Data<'a>, DecodeError> {
-    match (data, b64) {
-        (Some(raw), _) => Ok(Data::Borrowed(raw.get().as_bytes())),
-        (None, Some(text)) => B64
-            .decode(text.as_bytes())
-            .map(Data::Owned)
-            .map_err(|_| DecodeError::malformed(id, "bad base64 in `data_b64`")),
-        (None, None) => Err(DecodeError::malformed(id, "missing field `data`")),
-    }
+) -> Option<Result<Data<'a>, DecodeError>> {
+    flat::payload(raw.map(|r| r.get().as_bytes()), b64_text, id, b64)
 }
 
 fn sender(s: Option<JsonSender<'_>>) -> Option<Sender<'_>> {
@@ -225,30 +193,20 @@ fn sender(s: Option<JsonSender<'_>>) -> Option<Sender<'_>> {
 }
 
 fn member(m: JsonMember<'_>) -> Member<'_> {
-    // `info: null` means no info: the encoder writes `null` for `None`.
-    let info = m.info.filter(|r| r.get() != "null");
-    Member {
-        client: m.client,
-        user: m.user,
-        info: info.map(|r| Data::Borrowed(r.get().as_bytes())),
-    }
+    flat::member(m.client, m.user, m.info.map(|r| r.get().as_bytes()))
 }
 
-fn message(m: JsonMessage<'_>) -> Result<MessageFrame<'_>, DecodeError> {
-    Ok(MessageFrame {
-        data: payload(m.data, m.data_b64, None)?,
-        room: m.room,
-        epoch: m.epoch,
-        offset: m.offset,
-        from: sender(m.from),
-    })
-}
-
-fn messages(list: Option<Vec<JsonMessage<'_>>>) -> Result<Seq<'_, MessageFrame<'_>>, DecodeError> {
-    let list = list.unwrap_or_default();
+fn messages(list: Vec<JsonMessage<'_>>) -> Result<Seq<'_, MessageFrame<'_>>, DecodeError> {
     let mut out = Vec::with_capacity(list.len());
     for m in list {
-        out.push(message(m)?);
+        out.push(MessageFrame {
+            data: data(m.data, m.data_b64, None)
+                .unwrap_or(Err(DecodeError::malformed(None, "missing field `data`")))?,
+            room: m.room,
+            epoch: m.epoch,
+            offset: m.offset,
+            from: sender(m.from),
+        });
     }
     Ok(Seq::Owned(out))
 }
@@ -258,74 +216,28 @@ pub fn decode_server(bytes: &[u8]) -> Result<ServerFrame<'_>, DecodeError> {
     let f: FlatServer<'_> = serde_json::from_slice(bytes)
         .map_err(|_| DecodeError::malformed(None, "malformed JSON frame"))?;
     let id = f.id;
-    let missing = |what| DecodeError::malformed(id, what);
-    let room = || f.room.clone().ok_or(missing("missing field `room`"));
-    let epoch = || f.epoch.clone().ok_or(missing("missing field `epoch`"));
-    let offset = || f.offset.ok_or(missing("missing field `offset`"));
-    Ok(match f.ty.as_str() {
-        "welcome" => ServerFrame::Welcome {
-            client: f.client.clone().ok_or(missing("missing field `client`"))?,
-            user: f.user.clone(),
-            ping_interval_ms: f.ping_interval_ms.unwrap_or(0),
-            protocol: f.protocol.unwrap_or(1),
-        },
-        "message" => ServerFrame::Message(MessageFrame {
-            room: room()?,
-            epoch: epoch()?,
-            offset: offset()?,
-            from: sender(f.from),
-            data: payload(f.data, f.data_b64, id)?,
-        }),
-        "join" | "leave" => {
-            let m = member(f.member.ok_or(missing("missing field `member`"))?);
-            let room = f.room.ok_or(missing("missing field `room`"))?;
-            if f.ty == "join" {
-                ServerFrame::Join { room, member: m }
-            } else {
-                ServerFrame::Leave { room, member: m }
-            }
-        }
-        "subscribed" => ServerFrame::Subscribed {
-            id,
-            room: room()?,
-            epoch: epoch()?,
-            offset: offset()?,
-            recovered: f.recovered.unwrap_or(false),
-            messages: messages(f.messages)?,
-        },
-        "unsubscribed" => ServerFrame::Unsubscribed { id, room: room()? },
-        "ack" => ServerFrame::Ack {
-            id: id.ok_or(missing("missing field `id`"))?,
-            room: room()?,
-            offset: offset()?,
-        },
-        "presence" => ServerFrame::Presence {
-            id,
-            room: room()?,
-            members: Seq::Owned(
-                f.members
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(member)
-                    .collect(),
-            ),
-        },
-        "history" => ServerFrame::History {
-            id,
-            room: room()?,
-            epoch: epoch()?,
-            offset: offset()?,
-            messages: messages(f.messages)?,
-        },
-        "pong" => ServerFrame::Pong { id },
-        "authed" => ServerFrame::Authed { user: f.user },
-        "error" => ServerFrame::Error {
-            id,
-            code: f.code.ok_or(missing("missing field `code`"))?,
-            reason: f.reason.unwrap_or(Text::Borrowed("")),
-        },
-        _ => return Err(missing("unknown frame type")),
-    })
+    flat::FlatServer {
+        ty: f.ty,
+        id,
+        room: f.room,
+        client: f.client,
+        user: f.user,
+        ping_interval_ms: f.ping_interval_ms,
+        protocol: f.protocol,
+        epoch: f.epoch,
+        offset: f.offset,
+        from: sender(f.from),
+        data: data(f.data, f.data_b64, id),
+        member: f.member.map(member),
+        recovered: f.recovered,
+        messages: f.messages.map(messages),
+        members: f
+            .members
+            .map(|list| Seq::Owned(list.into_iter().map(member).collect())),
+        code: f.code,
+        reason: f.reason,
+    }
+    .into_frame()
 }
 
 /// Serializes a payload as `data` (valid JSON) or `data_b64`.

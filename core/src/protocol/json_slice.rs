@@ -25,8 +25,9 @@ use base64::engine::general_purpose::STANDARD as B64;
 
 use super::MAX_JSON_DEPTH;
 use super::codec::{DecodeError, EncodeError};
+use super::flat::{self, FlatClient, FlatServer};
 use super::frame::{ClientFrame, Member, MessageFrame, Recover, Sender, ServerFrame};
-use super::text::{Data, Text};
+use super::text::{Data, Seq, SeqBuilder, Text};
 
 // ---------------------------------------------------------------- reader
 
@@ -254,7 +255,6 @@ pub(crate) fn for_each_member<'a>(
 
 /// Calls `f(element)` with the raw text of each element of the array that
 /// is the whole of `b`.
-#[cfg_attr(not(feature = "hs256"), allow(dead_code))]
 pub(crate) fn for_each_element<'a>(
     b: &'a [u8],
     mut f: impl FnMut(&'a [u8]) -> Result<(), Syntax>,
@@ -282,11 +282,8 @@ pub(crate) fn for_each_element<'a>(
 /// Resolves the JSON string `raw` (quotes included, as the scanner gives
 /// it) into `out`, escapes included (`\uXXXX` with surrogate pairs).
 /// `Err` when it is not a string or does not fit.
-#[cfg_attr(not(feature = "hs256"), allow(dead_code))]
-pub(crate) fn unescape_into<const N: usize>(
-    raw: &[u8],
-    out: &mut heapless::String<N>,
-) -> Result<(), ()> {
+#[cfg_attr(not(any(feature = "hs256", feature = "alloc")), allow(dead_code))]
+pub(crate) fn unescape_into(raw: &[u8], out: &mut impl core::fmt::Write) -> Result<(), ()> {
     let inner = raw
         .strip_prefix(b"\"")
         .and_then(|r| r.strip_suffix(b"\""))
@@ -332,7 +329,7 @@ pub(crate) fn unescape_into<const N: usize>(
                 _ => return Err(()),
             }
         };
-        out.push(c).map_err(|_| ())?;
+        out.write_char(c).map_err(|_| ())?;
     }
     Ok(())
 }
@@ -448,35 +445,20 @@ impl<'a> Fields<'a> {
 }
 
 /// The typed fields, or `Err` when one has the wrong type.
-struct Typed<'a> {
-    ty: Option<Text<'a>>,
-    id: Option<u64>,
-    room: Option<Text<'a>>,
-    token: Option<Text<'a>>,
-    data: Option<&'a [u8]>,
-    recover: Option<Recover<'a>>,
-    presence: Option<bool>,
-    since: Option<u64>,
-    limit: Option<u64>,
-    key: Option<Text<'a>>,
-}
-
-impl<'a> Typed<'a> {
-    fn from(f: &Fields<'a>) -> Result<Self, ()> {
-        Ok(Typed {
-            ty: opt(f.ty, as_text)?,
-            id: opt(f.id, as_u64)?,
-            room: opt(f.room, as_text)?,
-            token: opt(f.token, as_text)?,
-            // `"data": null` is the JSON value null, as on the serde path.
-            data: f.data,
-            recover: opt(f.recover, recover)?,
-            presence: opt(f.presence, as_bool)?,
-            since: opt(f.since, as_u64)?,
-            limit: opt(f.limit, as_u64)?,
-            key: opt(f.key, as_text)?,
-        })
-    }
+fn typed<'a>(f: &Fields<'a>) -> Result<FlatClient<'a>, ()> {
+    Ok(FlatClient {
+        ty: opt(f.ty, as_text)?,
+        id: opt(f.id, as_u64)?,
+        room: opt(f.room, as_text)?,
+        token: opt(f.token, as_text)?,
+        // `"data": null` is the JSON value null, as on the serde path.
+        data: f.data,
+        recover: opt(f.recover, recover)?,
+        presence: opt(f.presence, as_bool)?,
+        since: opt(f.since, as_u64)?,
+        limit: opt(f.limit, as_u64)?,
+        key: opt(f.key, as_text)?,
+    })
 }
 
 /// Decodes a client frame from JSON text, borrowing every field from
@@ -485,48 +467,235 @@ impl<'a> Typed<'a> {
 pub fn decode_client(bytes: &[u8]) -> Result<ClientFrame<'_>, DecodeError> {
     let malformed = |id| DecodeError::malformed(id, "malformed JSON frame");
     let fields = Fields::read(bytes).map_err(|_| malformed(None))?;
-    let flat = match Typed::from(&fields) {
-        Ok(flat) => flat,
-        Err(()) => return Err(malformed(opt(fields.id, as_u64).ok().flatten())),
-    };
-    let id = flat.id;
-    let missing = |what| DecodeError::malformed(id, what);
-    let ty = flat.ty.ok_or(missing("missing field `type`"))?;
-    let room = flat.room;
-    let need_room = || room.clone().ok_or(missing("missing field `room`"));
-    Ok(match ty.as_str() {
-        "auth" => ClientFrame::Auth {
-            token: flat.token.ok_or(missing("missing field `token`"))?,
-        },
-        "subscribe" => ClientFrame::Subscribe {
-            room: need_room()?,
-            id,
-            recover: flat.recover,
-            presence: flat.presence,
-        },
-        "unsubscribe" => ClientFrame::Unsubscribe {
-            room: need_room()?,
-            id,
-        },
-        "publish" => ClientFrame::Publish {
-            room: need_room()?,
-            data: Data::Borrowed(flat.data.ok_or(missing("missing field `data`"))?),
-            id,
-            key: flat.key,
-        },
-        "presence" => ClientFrame::Presence {
-            room: need_room()?,
-            id,
-        },
-        "history" => ClientFrame::History {
-            room: need_room()?,
-            id,
-            since: flat.since,
-            limit: flat.limit,
-        },
-        "ping" => ClientFrame::Ping { id },
-        _ => return Err(missing("unknown frame type")),
+    match typed(&fields) {
+        Ok(flat) => flat.into_frame(),
+        Err(()) => Err(malformed(opt(fields.id, as_u64).ok().flatten())),
+    }
+}
+
+// ---------------------------------------------------------- server frames
+
+/// A string value of a server frame: borrowed, or (with `alloc`) unescaped
+/// into an owned copy. Without an allocator a string with escapes is
+/// refused, as in client frames.
+fn server_text(raw: &[u8]) -> Result<Text<'_>, ()> {
+    if let Ok(t) = as_text(raw) {
+        return Ok(t);
+    }
+    #[cfg(feature = "alloc")]
+    {
+        let mut s = alloc::string::String::new();
+        unescape_into(raw, &mut s)?;
+        Ok(Text::Owned(s))
+    }
+    #[cfg(not(feature = "alloc"))]
+    Err(())
+}
+
+/// `data_b64` decoded (needs `alloc`: without it there is no room for the
+/// bytes, and the frame is refused).
+fn b64<'a>(text: &str) -> Option<Data<'a>> {
+    #[cfg(feature = "alloc")]
+    {
+        B64.decode(text.as_bytes()).ok().map(Data::Owned)
+    }
+    #[cfg(not(feature = "alloc"))]
+    {
+        let _ = text;
+        None
+    }
+}
+
+fn sender(raw: &[u8]) -> Result<Sender<'_>, ()> {
+    let (mut client, mut user) = (None, None);
+    members_of(raw, &mut [(b"client", &mut client), (b"user", &mut user)])?;
+    Ok(Sender {
+        client: server_text(client.ok_or(())?)?,
+        user: opt(user, server_text)?,
     })
+}
+
+fn server_member(raw: &[u8]) -> Result<Member<'_>, ()> {
+    let (mut client, mut user, mut info) = (None, None, None);
+    members_of(
+        raw,
+        &mut [
+            (b"client", &mut client),
+            (b"user", &mut user),
+            (b"info", &mut info),
+        ],
+    )?;
+    Ok(flat::member(
+        server_text(client.ok_or(())?)?,
+        opt(user, server_text)?,
+        info,
+    ))
+}
+
+/// Reads the object `raw` into the slots named by `keys`; a repeated key is
+/// refused, unknown keys are ignored.
+fn members_of<'a>(raw: &'a [u8], keys: &mut [(&[u8], &mut Option<&'a [u8]>)]) -> Result<(), ()> {
+    for_each_member(raw, |k, v| {
+        if let Some((_, slot)) = keys.iter_mut().find(|(name, _)| *name == k)
+            && slot.replace(v).is_some()
+        {
+            return Err(Syntax);
+        }
+        Ok(())
+    })
+    .map_err(|_| ())
+}
+
+/// A nested message: `Err(())` for a malformed one (the whole frame is
+/// malformed, as serde's derive finds), `Ok(Err(..))` for a payload that is
+/// missing or bad (an error only for the frame types that carry messages).
+fn nested_message(raw: &[u8]) -> Result<Result<MessageFrame<'_>, DecodeError>, ()> {
+    let (mut room, mut epoch, mut offset, mut from, mut data, mut data_b64) =
+        (None, None, None, None, None, None);
+    members_of(
+        raw,
+        &mut [
+            (b"room", &mut room),
+            (b"epoch", &mut epoch),
+            (b"offset", &mut offset),
+            (b"from", &mut from),
+            (b"data", &mut data),
+            (b"data_b64", &mut data_b64),
+        ],
+    )?;
+    let room = server_text(room.ok_or(())?)?;
+    let epoch = server_text(epoch.ok_or(())?)?;
+    let offset = as_u64(offset.ok_or(())?)?;
+    let from = opt(from, sender)?;
+    let data = flat::payload(data, opt(data_b64, server_text)?, None, b64)
+        .unwrap_or(Err(DecodeError::malformed(None, "missing field `data`")));
+    Ok(data.map(|data| MessageFrame {
+        room,
+        epoch,
+        offset,
+        from,
+        data,
+    }))
+}
+
+/// Reads the array `raw` with `item`, keeping what fits ([`SeqBuilder`]).
+fn list<'a, T>(
+    raw: &'a [u8],
+    mut item: impl FnMut(&'a [u8]) -> Result<T, ()>,
+) -> Result<Seq<'a, T>, ()> {
+    let mut out = SeqBuilder::new();
+    for_each_element(raw, |e| {
+        out.push(item(e).map_err(|()| Syntax)?);
+        Ok(())
+    })
+    .map_err(|_| ())?;
+    Ok(out.finish())
+}
+
+/// The `messages` of a frame: malformed (`Err(())`), or the list, or the
+/// first payload error among its messages.
+fn message_list(raw: &[u8]) -> Result<Result<Seq<'_, MessageFrame<'_>>, DecodeError>, ()> {
+    let mut out = SeqBuilder::new();
+    let mut payload_error = None;
+    for_each_element(raw, |e| {
+        match nested_message(e).map_err(|()| Syntax)? {
+            Ok(m) => out.push(m),
+            Err(err) => {
+                payload_error.get_or_insert(err);
+            }
+        }
+        Ok(())
+    })
+    .map_err(|_| ())?;
+    Ok(match payload_error {
+        Some(err) => Err(err),
+        None => Ok(out.finish()),
+    })
+}
+
+/// Decodes a server frame from JSON text (the client side), borrowing its
+/// strings from `bytes`: the same frames and errors as the serde_json path
+/// ([`super::json::decode_server`]). Without `alloc`, a string with escapes
+/// and a `data_b64` payload are refused (4000), and a nested list keeps its
+/// first [`MAX_DECODED_SEQ`](super::MAX_DECODED_SEQ) elements
+/// ([`Seq::is_truncated`]).
+pub fn decode_server(bytes: &[u8]) -> Result<ServerFrame<'_>, DecodeError> {
+    let bad = DecodeError::malformed(None, "malformed JSON frame");
+    let mut raw: [Option<&[u8]>; 18] = [None; 18];
+    const KEYS: [&[u8]; 18] = [
+        b"type",
+        b"id",
+        b"room",
+        b"client",
+        b"user",
+        b"ping_interval_ms",
+        b"protocol",
+        b"epoch",
+        b"offset",
+        b"from",
+        b"data",
+        b"data_b64",
+        b"member",
+        b"recovered",
+        b"messages",
+        b"members",
+        b"code",
+        b"reason",
+    ];
+    for_each_member(bytes, |k, v| {
+        if let Some(i) = KEYS.iter().position(|name| *name == k)
+            && raw[i].replace(v).is_some()
+        {
+            return Err(Syntax);
+        }
+        Ok(())
+    })
+    .map_err(|_| bad)?;
+    let [
+        ty,
+        id,
+        room,
+        client,
+        user,
+        ping,
+        protocol,
+        epoch,
+        offset,
+        from,
+        data,
+        data_b64,
+        member,
+        recovered,
+        messages,
+        members,
+        code,
+        reason,
+    ] = raw;
+    let typed = || -> Result<FlatServer<'_>, ()> {
+        let id = opt(id, as_u64)?;
+        Ok(FlatServer {
+            ty: server_text(ty.ok_or(())?)?,
+            id,
+            room: opt(room, server_text)?,
+            client: opt(client, server_text)?,
+            user: opt(user, server_text)?,
+            ping_interval_ms: opt(ping, as_u64)?,
+            protocol: opt(protocol, as_u64)?,
+            epoch: opt(epoch, server_text)?,
+            offset: opt(offset, as_u64)?,
+            from: opt(from, sender)?,
+            data: flat::payload(data, opt(data_b64, server_text)?, id, b64),
+            member: opt(member, server_member)?,
+            recovered: opt(recovered, as_bool)?,
+            messages: opt(messages, message_list)?,
+            members: opt(members, |m| list(m, server_member))?,
+            code: opt(code, |c| {
+                as_u64(c).and_then(|c| u16::try_from(c).map_err(|_| ()))
+            })?,
+            reason: opt(reason, server_text)?,
+        })
+    };
+    typed().map_err(|()| bad)?.into_frame()
 }
 
 // ---------------------------------------------------------------- writer

@@ -11,6 +11,7 @@
 
 mod codec;
 mod codes;
+mod flat;
 mod frame;
 #[cfg(feature = "json")]
 pub mod json;
@@ -20,7 +21,7 @@ mod text;
 pub use codec::{Codec, DecodeError, EncodeError, FrameKind};
 pub use codes::{CloseCode, ErrorCode};
 pub use frame::{ClientFrame, Member, MessageFrame, Recover, Sender, ServerFrame};
-pub use text::{Data, Seq, Text};
+pub use text::{Data, MAX_DECODED_SEQ, Seq, SeqBuf, Text};
 
 /// Sub-protocol name of the JSON codec.
 pub const SUBPROTOCOL_JSON: &str = "switchboard.v1.json";

@@ -232,17 +232,39 @@ impl<'de: 'a, 'a> Deserialize<'de> for Data<'a> {
     }
 }
 
+/// The most elements a decoded list (`messages`, `members`) holds without
+/// an allocator; the rest of a longer list is read and dropped, and the
+/// list says it was [`Seq::is_truncated`].
+pub const MAX_DECODED_SEQ: usize = 8;
+
+/// The owned storage of a decoded list: a `Vec` with `alloc`, a
+/// fixed-capacity `heapless::Vec` of [`MAX_DECODED_SEQ`] without.
+#[cfg(feature = "alloc")]
+pub type SeqBuf<T> = Vec<T>;
+/// The owned storage of a decoded list: a `Vec` with `alloc`, a
+/// fixed-capacity `heapless::Vec` of [`MAX_DECODED_SEQ`] without.
+///
+/// Without `alloc` it is wrapped in `ManuallyDrop`: the elements are frames
+/// that only borrow (no drop glue to skip), and a frame holding it then has
+/// no destructor that would keep its borrows alive to the end of the scope
+/// (heapless cannot mark its `Drop` `may_dangle` as `Vec` does).
+#[cfg(not(feature = "alloc"))]
+pub type SeqBuf<T> = core::mem::ManuallyDrop<heapless::Vec<T, MAX_DECODED_SEQ>>;
+
 /// A list inside a frame (`messages`, `members`): a borrowed slice when
-/// encoding, an owned `Vec` when decoding (decoding needs `alloc`; without it
-/// only an empty list decodes). Compares by content, whichever variant
-/// holds it.
+/// encoding, an owned list when decoding ([`SeqBuf`]: growable with `alloc`;
+/// without it at most [`MAX_DECODED_SEQ`] elements, see [`Seq::Truncated`]).
+/// Compares by content, whichever variant holds it.
 #[derive(Clone)]
 pub enum Seq<'a, T> {
     /// Borrowed slice (encoding side).
     Borrowed(&'a [T]),
     /// Owned list (decoding side).
-    #[cfg(feature = "alloc")]
-    Owned(Vec<T>),
+    Owned(SeqBuf<T>),
+    /// The first [`MAX_DECODED_SEQ`] elements of a longer list (decoding
+    /// without an allocator).
+    #[cfg(not(feature = "alloc"))]
+    Truncated(SeqBuf<T>),
 }
 
 impl<T> Seq<'_, T> {
@@ -250,9 +272,65 @@ impl<T> Seq<'_, T> {
     pub fn as_slice(&self) -> &[T] {
         match self {
             Seq::Borrowed(s) => s,
-            #[cfg(feature = "alloc")]
             Seq::Owned(v) => v,
+            #[cfg(not(feature = "alloc"))]
+            Seq::Truncated(v) => v,
         }
+    }
+
+    /// Did the decoded list hold more elements than it keeps (only without
+    /// an allocator)?
+    pub fn is_truncated(&self) -> bool {
+        #[cfg(not(feature = "alloc"))]
+        if let Seq::Truncated(_) = self {
+            return true;
+        }
+        false
+    }
+}
+
+#[cfg(feature = "alloc")]
+type SeqItems<T> = Vec<T>;
+#[cfg(not(feature = "alloc"))]
+type SeqItems<T> = heapless::Vec<T, MAX_DECODED_SEQ>;
+
+/// Builds a decoded [`Seq`], keeping what fits.
+pub(crate) struct SeqBuilder<T> {
+    items: SeqItems<T>,
+    #[cfg(not(feature = "alloc"))]
+    truncated: bool,
+}
+
+impl<T> SeqBuilder<T> {
+    pub(crate) fn new() -> Self {
+        SeqBuilder {
+            items: SeqItems::new(),
+            #[cfg(not(feature = "alloc"))]
+            truncated: false,
+        }
+    }
+
+    pub(crate) fn push(&mut self, item: T) {
+        #[cfg(feature = "alloc")]
+        self.items.push(item);
+        #[cfg(not(feature = "alloc"))]
+        if self.items.push(item).is_err() {
+            self.truncated = true;
+        }
+    }
+
+    pub(crate) fn finish<'a>(self) -> Seq<'a, T> {
+        #[cfg(not(feature = "alloc"))]
+        {
+            let items = core::mem::ManuallyDrop::new(self.items);
+            if self.truncated {
+                Seq::Truncated(items)
+            } else {
+                Seq::Owned(items)
+            }
+        }
+        #[cfg(feature = "alloc")]
+        Seq::Owned(self.items)
     }
 }
 
@@ -303,21 +381,13 @@ impl<'de, 'a, T: Deserialize<'de> + 'a> Deserialize<'de> for Seq<'a, T> {
                 f.write_str("a sequence")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut out = SeqBuilder::new();
                 #[cfg(feature = "alloc")]
-                {
-                    let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
-                    while let Some(item) = seq.next_element()? {
-                        out.push(item);
-                    }
-                    Ok(Seq::Owned(out))
+                out.items.reserve(seq.size_hint().unwrap_or(0).min(1024));
+                while let Some(item) = seq.next_element()? {
+                    out.push(item);
                 }
-                #[cfg(not(feature = "alloc"))]
-                {
-                    match seq.next_element::<T>()? {
-                        None => Ok(Seq::Borrowed(&[])),
-                        Some(_) => Err(de::Error::custom("non-empty list needs the alloc feature")),
-                    }
-                }
+                Ok(out.finish())
             }
         }
         d.deserialize_seq(V(core::marker::PhantomData))
