@@ -32,9 +32,11 @@ use crate::clock::Clock;
 use crate::framer::{ServerFramer, server_frame_len};
 
 /// How a connection ends, as the core decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Ending {
-    Close(u16, &'static str),
+    /// A Close frame with this payload (code and reason, at most 125 bytes:
+    /// copied out of the hub, whose reason may be borrowed from its arena).
+    Close(heapless::Vec<u8, { ws::MAX_CONTROL_PAYLOAD }>),
     Drop,
 }
 
@@ -285,7 +287,7 @@ impl<A: Authenticator, S: Storage, const CONNS: usize, const OUT: usize>
                     }
                     Output::Close { conn, code, reason } => {
                         if let Some((slot, o)) = outbox(outboxes, conn) {
-                            o.ending = Some(Ending::Close(code.code(), reason));
+                            o.ending = Some(Ending::Close(ws::close_payload(code.code(), reason)));
                             woken[slot] = true;
                         }
                     }
@@ -542,7 +544,7 @@ impl<A: Authenticator, S: Storage, const CONNS: usize, const OUT: usize>
                                 None => break,
                             }
                         }
-                        (n, if o.bytes.is_empty() { o.ending } else { None })
+                        (n, if o.bytes.is_empty() { o.ending.clone() } else { None })
                     });
                     if n > 0 {
                         let write = match ending {
@@ -560,8 +562,7 @@ impl<A: Authenticator, S: Storage, const CONNS: usize, const OUT: usize>
                         }
                     }
                     match ending {
-                        Some(Ending::Close(code, reason)) => {
-                            let payload = ws::close_payload(code, reason);
+                        Some(Ending::Close(payload)) => {
                             let close = async {
                                 crate::framer::write_server_frame(
                                     &mut writer,
