@@ -479,3 +479,19 @@ mod fixed {
         assert_eq!(offsets, (1..=MAX_LIST as u64).collect::<Vec<_>>());
     }
 }
+
+/// The session's whole state is inline without an allocator: its size is
+/// its RAM (`cargo test -p switchboard-core --no-default-features --test
+/// client_fixed -- --nocapture footprint` prints it).
+#[test]
+fn footprint() {
+    let session = std::mem::size_of::<Session>();
+    let event = std::mem::size_of::<Event>();
+    println!("Session: {session} bytes, Event: {event} bytes");
+    if cfg!(not(feature = "alloc")) {
+        assert!(
+            session <= 56 * 1024,
+            "the fixed session grew to {session} bytes"
+        );
+    }
+}

@@ -47,6 +47,11 @@
 //! }
 //! //! ```
 
+// The core's `Str`/`Bytes`/`Token` are heapless without `alloc` and
+// growable where another crate turns `alloc` on (host tests): `try_from` is
+// the conversion both have.
+#![allow(clippy::unnecessary_fallible_conversions)]
+
 use embassy_futures::select::{Either3, select3};
 use embassy_net::tcp::TcpSocket;
 use embassy_net::{IpEndpoint, Stack};
