@@ -33,6 +33,8 @@ mod keys;
 mod output;
 mod phases;
 mod presence;
+#[cfg(feature = "alloc")]
+mod query;
 mod rooms;
 #[cfg(feature = "alloc")]
 mod store;
@@ -45,6 +47,8 @@ use presence::*;
 pub use counters::{CloseCounts, ErrorCounts, NO_CLOSE_FRAME, OTHER_LABEL};
 pub use history::REPLY_MESSAGES;
 pub use keys::{Key, MAX_KEY_LEN, is_valid_key};
+#[cfg(feature = "alloc")]
+pub use query::QueryError;
 #[cfg(feature = "alloc")]
 pub use store::{OpId, PublishAck, Relay, StoreOp, StoreResult, StoredMessage};
 #[cfg(feature = "alloc")]
@@ -227,6 +231,36 @@ impl fmt::Display for PublishError {
 
 impl core::error::Error for PublishError {}
 
+/// The reason of a 4010 close when the application gives none.
+pub const DEFAULT_DISCONNECT_REASON: &str = "disconnected";
+
+/// The longest close reason: a Close frame's 125 bytes of payload less the
+/// two of its code.
+pub const MAX_CLOSE_REASON: usize = 123;
+
+/// A disconnect was refused; nothing was closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DisconnectError {
+    /// The reason is longer than [`MAX_CLOSE_REASON`] bytes (4000).
+    ReasonTooLong,
+}
+
+impl DisconnectError {
+    /// The protocol error code.
+    pub fn code(self) -> ErrorCode {
+        ErrorCode::Malformed
+    }
+}
+
+impl fmt::Display for DisconnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("reason longer than 123 bytes")
+    }
+}
+
+impl core::error::Error for DisconnectError {}
+
 /// What the runtime does with a frame that did not fit a connection's
 /// outbound queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -347,7 +381,7 @@ pub enum Output<'a> {
         /// WebSocket close code.
         code: CloseCode,
         /// Close reason.
-        reason: &'static str,
+        reason: &'a str,
     },
     /// Drop the socket at once without a close handshake (heartbeat deadline),
     /// then call [`Hub::handle_close`].
@@ -381,6 +415,16 @@ pub enum Output<'a> {
         /// Where the message went, or why it did not.
         result: Result<PublishAck<'a>, PublishError>,
     },
+    /// The answer to [`Hub::query_history`] or [`Hub::query_presence`]:
+    /// the JSON text of the `history` or `presence` frame (no `id`), or
+    /// why the store could not answer.
+    #[cfg(feature = "alloc")]
+    Answer {
+        /// The query.
+        op: OpId,
+        /// The frame, or the failure.
+        result: Result<&'a [u8], QueryError>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -407,6 +451,12 @@ enum Record {
         offset: u64,
         error: Option<PublishError>,
     },
+    #[cfg(feature = "alloc")]
+    Answer {
+        op: u64,
+        bytes: Range<usize>,
+        error: Option<QueryError>,
+    },
     Ping {
         conn: ConnId,
     },
@@ -426,6 +476,10 @@ enum Record {
 enum End {
     None,
     Close(CloseCode, &'static str),
+    /// A close whose reason is in the arena (`start..end`): it stays there
+    /// until the close is emitted (the arena is cleared only once every
+    /// pending end is out).
+    CloseWith(CloseCode, u32, u32),
     Drop,
     Emitted,
 }
@@ -947,7 +1001,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         let Some(conn) = self.conns.at(id) else {
             return;
         };
-        if matches!(conn.end, End::Close(..) | End::Drop) {
+        if matches!(conn.end, End::Close(..) | End::CloseWith(..) | End::Drop) {
             self.pending_ends -= 1;
         }
         if conn.end == End::None {
@@ -1100,10 +1154,27 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
     }
 
     /// Closes with 4010 ("disconnected by the application", PROTOCOL.md §6)
-    /// every connection of this hub that `target` names; returns how many.
-    /// A cluster reaches the connections of other nodes by sending the same
-    /// target to each of them (the runtime's control channel).
+    /// and the reason [`DEFAULT_DISCONNECT_REASON`] every connection of this
+    /// hub that `target` names; returns how many. A cluster reaches the
+    /// connections of other nodes by sending the same target to each of
+    /// them (the runtime's control channel).
     pub fn disconnect(&mut self, target: Disconnect<'_>) -> usize {
+        self.disconnect_with(target, DEFAULT_DISCONNECT_REASON)
+            .unwrap_or(0)
+    }
+
+    /// [`Hub::disconnect`] with the close `reason` the application chose
+    /// (the server API's `reason`, PROTOCOL.md §11): at most
+    /// [`MAX_CLOSE_REASON`] bytes, the room a Close frame has for it, else
+    /// [`DisconnectError::ReasonTooLong`] (4000) and nothing is closed.
+    pub fn disconnect_with(
+        &mut self,
+        target: Disconnect<'_>,
+        reason: &str,
+    ) -> Result<usize, DisconnectError> {
+        if reason.len() > MAX_CLOSE_REASON {
+            return Err(DisconnectError::ReasonTooLong);
+        }
         let mut closed = 0;
         for key in 0..self.conns.key_bound() {
             let Some(conn) = self.conns.get(key) else {
@@ -1119,11 +1190,22 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             };
             if hit && conn.phase != Phase::Ending {
                 let id = ConnId::new(key, conn.generation);
-                self.end(id, End::Close(CloseCode::Disconnected, "disconnected"));
+                let how = if reason == DEFAULT_DISCONNECT_REASON {
+                    End::Close(CloseCode::Disconnected, DEFAULT_DISCONNECT_REASON)
+                } else {
+                    match self.arena.push(reason.as_bytes()) {
+                        Ok(r) => {
+                            End::CloseWith(CloseCode::Disconnected, r.start as u32, r.end as u32)
+                        }
+                        // A full fixed arena: the close still happens.
+                        Err(_) => End::Close(CloseCode::Disconnected, DEFAULT_DISCONNECT_REASON),
+                    }
+                };
+                self.end(id, how);
                 closed += 1;
             }
         }
-        closed
+        Ok(closed)
     }
 
     // ------------------------------------------------------------ outputs
@@ -1156,8 +1238,8 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         }
         conn.end = how;
         self.closes.add(match how {
-            End::Close(code, _) => code.code(),
-            _ => NO_CLOSE_FRAME,
+            End::Close(code, _) | End::CloseWith(code, ..) => code.code(),
+            End::Drop | End::None | End::Emitted => NO_CLOSE_FRAME,
         });
         if matches!(conn.phase, Phase::AwaitingAuth { .. }) {
             self.pending_auth -= 1;

@@ -1067,6 +1067,7 @@ impl Harness {
                 }
                 Output::Store(op) => panic!("store operation from an in-memory hub: {op:?}"),
                 Output::Published { op, .. } => panic!("unrequested publish answer {op:?}"),
+                Output::Answer { op, .. } => panic!("unrequested query answer {op:?}"),
             }
             // Outputs are applied in order: flush what was collected so
             // that a close is seen after the frames before it.

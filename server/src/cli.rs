@@ -70,6 +70,9 @@ pub async fn main<R: Runtime>(binary: &'static str, abilities: Abilities) -> any
     for origin in &settings.allowed_origins {
         builder = builder.allow_origin(origin.clone());
     }
+    for key in &settings.api_keys {
+        builder = builder.api_key(key.clone());
+    }
     if let (Some(url), Some(connect)) = (&settings.redis, abilities.redis) {
         let store = connect(url.clone(), settings.hub.clone())
             .await

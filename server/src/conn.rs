@@ -16,7 +16,7 @@ use switchboard_core::ConnId;
 use switchboard_core::ws::Reader;
 
 use crate::engine::Engine;
-use crate::outbox::{Batch, Ending, Outbox, close_frame};
+use crate::outbox::{Batch, Ending, Outbox};
 use crate::runtime::{Runtime, timeout};
 
 /// How long a closing connection may take to flush its last frames and the
@@ -118,7 +118,7 @@ pub(crate) async fn run<Rt, W>(
         let mut spare = std::collections::VecDeque::new();
         loop {
             let mut batch = outbox.take(&mut spare).await;
-            match batch.ending {
+            match batch.ending.take() {
                 None => {
                     // A writer stuck on a client that does not read gives up
                     // as soon as the hub decides to end the connection.
@@ -138,13 +138,13 @@ pub(crate) async fn run<Rt, W>(
                         spare = batch.frames;
                         continue;
                     };
-                    if let Ending::Close(code, reason) = ending {
-                        Box::pin(close(&rt, &mut wr, &outbox, None, code, reason)).await;
+                    if let Ending::Close(frame) = ending {
+                        Box::pin(close(&rt, &mut wr, &outbox, None, frame)).await;
                     }
                     return;
                 }
-                Some(Ending::Close(code, reason)) => {
-                    Box::pin(close(&rt, &mut wr, &outbox, Some(batch), code, reason)).await;
+                Some(Ending::Close(frame)) => {
+                    Box::pin(close(&rt, &mut wr, &outbox, Some(batch), frame)).await;
                     return;
                 }
                 Some(Ending::Drop) => return,
@@ -165,14 +165,13 @@ async fn close<Rt: Runtime, W: AsyncWrite + Unpin>(
     wr: &mut W,
     outbox: &Outbox,
     batch: Option<Batch>,
-    code: u16,
-    reason: &'static str,
+    close_frame: Bytes,
 ) {
     let _ = timeout(rt, Instant::now() + CLOSE_DEADLINE, async {
         if let Some(mut batch) = batch {
             write_batch(wr, outbox, &mut batch.frames).await?;
         }
-        wr.write_all(&close_frame(code, reason)).await?;
+        wr.write_all(&close_frame).await?;
         wr.close().await
     })
     .await;

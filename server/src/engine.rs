@@ -20,7 +20,8 @@ use bytes::Bytes;
 use event_listener::Event as Wakeup;
 use futures_channel::oneshot;
 use switchboard_core::hub::{
-    Disconnect, OpId, Output, OverflowAction, PublishError, Relay, Stats, StoreResult,
+    Disconnect, DisconnectError, OpId, Output, OverflowAction, PublishError, QueryError, Relay,
+    Stats, StoreResult,
 };
 use switchboard_core::protocol::CloseCode;
 use switchboard_core::storage::Growable;
@@ -28,7 +29,7 @@ use switchboard_core::ws::{self, Event, Violation};
 use switchboard_core::{Authenticator, Codec, ConnId, Hub, Instant, Refusal, Upgrade};
 
 use crate::clock::Clock;
-use crate::outbox::{Ending, Outbox, frame};
+use crate::outbox::{Ending, Outbox, close_frame, frame};
 use crate::producer::Producers;
 use crate::runtime::Runtime;
 use crate::store::Store;
@@ -56,8 +57,11 @@ pub(crate) trait Engine: Send + Sync + 'static {
     fn store_result(&self, op: OpId, result: StoreResult<'_>);
     /// The remote store's relay delivered something.
     fn store_relay(&self, relay: Relay<'_>);
-    /// Closes this node's connections named by `target` with 4010.
-    fn disconnect(&self, target: Disconnect<'_>) -> usize;
+    /// Closes this node's connections named by `target` with 4010 and
+    /// `reason`; returns how many.
+    fn disconnect(&self, target: Disconnect<'_>, reason: &str) -> Result<usize, DisconnectError>;
+    /// A server-side presence or history query, answered once the store has.
+    fn query(&self, query: Query<'_>) -> AnswerWait;
     /// The remote store, if the hub has one.
     fn store(&self) -> Option<Arc<dyn Store>>;
     /// This node's id (the prefix of its client ids).
@@ -82,6 +86,8 @@ struct State<A: Authenticator, R: Runtime> {
     tickets: [u64; STRIPES],
     /// Server-side publishes waiting for `Output::Published`, by op id.
     published: HashMap<u64, oneshot::Sender<Published>>,
+    /// Server-side queries waiting for `Output::Answer`, by op id.
+    answers: HashMap<u64, oneshot::Sender<Answer>>,
 }
 
 /// Stripes of outboxes (a connection's stripe follows from its slot: runs
@@ -173,6 +179,44 @@ impl PublishWait {
             PublishWait::Done(r) => r,
             // A dropped sender: the hub was dropped with the request.
             PublishWait::Waiting(rx) => rx.await.unwrap_or(Err(PublishError::Unavailable)),
+        }
+    }
+}
+
+/// A server-side query (the HTTP API's presence and history).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Query<'a> {
+    /// `Hub::query_history`.
+    History {
+        room: &'a str,
+        since: Option<u64>,
+        limit: Option<u64>,
+    },
+    /// `Hub::query_presence`.
+    Presence { room: &'a str },
+}
+
+/// The answer to a [`Query`]: the JSON text of the `history` or `presence`
+/// frame.
+pub(crate) type Answer = Result<Vec<u8>, QueryError>;
+
+/// A query on its way: refused at once, or waiting for its answer.
+pub(crate) enum AnswerWait {
+    Done(Answer),
+    Waiting(oneshot::Receiver<Answer>),
+}
+
+/// What a query whose hub went away answers.
+const GONE: QueryError = QueryError {
+    code: switchboard_core::protocol::ErrorCode::Unavailable,
+    reason: "unavailable: the hub stopped",
+};
+
+impl AnswerWait {
+    pub(crate) async fn wait(self) -> Answer {
+        match self {
+            AnswerWait::Done(r) => r,
+            AnswerWait::Waiting(rx) => rx.await.unwrap_or(Err(GONE)),
         }
     }
 }
@@ -270,6 +314,7 @@ where
                 scheduled: None,
                 tickets: [0; STRIPES],
                 published: HashMap::new(),
+                answers: HashMap::new(),
             }),
             stripes: Default::default(),
             clock: Clock::new(),
@@ -424,7 +469,7 @@ where
                     }
                     Item::End { conn, ending } => {
                         if let Some(outbox) = get(outboxes, conn) {
-                            outbox.end(endings[ending as usize]);
+                            outbox.end(endings[ending as usize].clone());
                         }
                     }
                     Item::Open(open) => {
@@ -458,6 +503,7 @@ where
             producers,
             running,
             published,
+            answers,
             ..
         } = state;
         while let Some(output) = hub.poll_output() {
@@ -502,7 +548,7 @@ where
                 Output::Close { conn, code, reason } => {
                     let code = code.code();
                     tracing::debug!(conn = %conn, code, reason, "closing connection");
-                    plan.end(conn, Ending::Close(code, reason));
+                    plan.end(conn, Ending::Close(close_frame(code, reason)));
                 }
                 Output::Drop { conn } => {
                     tracing::debug!(conn = %conn, "dropping silent connection");
@@ -536,6 +582,12 @@ where
                         let answer = result.map(|a| (a.epoch.to_owned(), a.offset));
                         // The publisher may have stopped waiting.
                         let _gone = tx.send(answer);
+                    }
+                }
+                Output::Answer { op, result } => {
+                    if let Some(tx) = answers.remove(&op.get()) {
+                        // The asker may have stopped waiting.
+                        let _gone = tx.send(result.map(<[u8]>::to_vec));
                     }
                 }
             }
@@ -718,10 +770,34 @@ where
         self.step(|hub, now| hub.handle_relay(now, relay));
     }
 
-    fn disconnect(&self, target: Disconnect<'_>) -> usize {
-        let mut closed = 0;
-        self.step(|hub, _| closed = hub.disconnect(target));
+    fn disconnect(&self, target: Disconnect<'_>, reason: &str) -> Result<usize, DisconnectError> {
+        let mut closed = Ok(0);
+        self.step(|hub, _| closed = hub.disconnect_with(target, reason));
         closed
+    }
+
+    fn query(&self, query: Query<'_>) -> AnswerWait {
+        let mut wait = AnswerWait::Done(Err(GONE));
+        self.step_with(|state, now, _| {
+            let asked = match query {
+                Query::History { room, since, limit } => {
+                    state.hub.query_history(now, room, since, limit)
+                }
+                Query::Presence { room } => state.hub.query_presence(now, room),
+            };
+            wait = match asked {
+                Ok(op) => {
+                    // Registered before the outputs are gathered: the
+                    // in-memory store answers in this very step.
+                    let (tx, rx) = oneshot::channel();
+                    state.answers.insert(op.get(), tx);
+                    AnswerWait::Waiting(rx)
+                }
+                Err(e) => AnswerWait::Done(Err(e)),
+            };
+            None
+        });
+        wait
     }
 
     fn store(&self) -> Option<Arc<dyn Store>> {

@@ -4,6 +4,7 @@
 //! settings and the command line. It is generic over a small [`Runtime`];
 //! `switchboard-tokio` and `switchboard-smol` provide one each.
 
+mod api;
 mod clock;
 mod conn;
 mod engine;
@@ -43,6 +44,7 @@ mod allocator {
         Conf(c"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0".as_ptr());
 }
 
+pub use api::{MAX_BROADCAST_ROOMS, OPENAPI};
 pub use clock::Clock;
 pub use metrics::RoundTrips;
 pub use producer::RoomContext;
@@ -51,7 +53,7 @@ pub use server::{
     CHAT_PAGE, HubHandle, Published, Server, ServerBuilder, ServerError, WASM_PACKAGE,
     WASM_PACKAGE_PATH,
 };
-pub use store::{OwnedDisconnect, Store, StoreLink, StoreStats};
+pub use store::{NodeInfo, OwnedDisconnect, Store, StoreLink, StoreStats};
 pub use switchboard_core as core;
 
 /// The fixed parts of one connection's memory on runtime `R`, in bytes,

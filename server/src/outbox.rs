@@ -17,9 +17,10 @@ use switchboard_core::hub::admits;
 use switchboard_core::ws;
 
 /// How the connection ends, as decided by the core.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Ending {
-    Close(u16, &'static str),
+    /// Send this Close frame ([`close_frame`]), then close the socket.
+    Close(Bytes),
     Drop,
 }
 
@@ -111,7 +112,13 @@ impl Outbox {
     /// Resolves once the connection is marked to end (so that a writer
     /// stuck on a slow socket can give up its batch).
     pub(crate) async fn ended(&self) -> Ending {
-        let ending = || self.inner.lock().unwrap_or_else(|e| e.into_inner()).ending;
+        let ending = || {
+            self.inner
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .ending
+                .clone()
+        };
         std::future::poll_fn(|cx| {
             if let Some(e) = ending() {
                 return Poll::Ready(e);
@@ -163,7 +170,7 @@ impl Outbox {
         let frames = std::mem::replace(&mut inner.frames, std::mem::take(spare));
         Some(Batch {
             frames,
-            ending: inner.ending,
+            ending: inner.ending.clone(),
         })
     }
 

@@ -16,17 +16,20 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use smol_hyper::rt::FuturesIo;
 use switchboard_core::auth::{NoTokens, RedactedQuery};
-use switchboard_core::hub::{HTTP_RESERVE, PublishError, Stats};
+use switchboard_core::hub::{
+    DEFAULT_DISCONNECT_REASON, DisconnectError, HTTP_RESERVE, PublishError, QueryError, Stats,
+};
 use switchboard_core::protocol::CloseCode;
 use switchboard_core::storage::Growable;
 use switchboard_core::upgrade::{self, UpgradeError};
 use switchboard_core::{Authenticator, Config, Hub, Upgrade};
 
-use crate::engine::{Engine, Shared};
+use crate::api::{self, Api};
+use crate::engine::{Engine, Query, Shared};
 use crate::outbox::Outbox;
 use crate::producer::{Producers, RoomContext};
 use crate::runtime::{Runtime, timeout};
-use crate::store::{OwnedDisconnect, Store, StoreLink, StoreStats};
+use crate::store::{NodeInfo, OwnedDisconnect, Store, StoreLink, StoreStats};
 
 /// The example chat page served at `/`.
 pub const CHAT_PAGE: &str = include_str!("../assets/chat.html");
@@ -86,6 +89,7 @@ pub struct ServerBuilder<A, R> {
     seed: Option<u64>,
     store: Option<Arc<dyn Store>>,
     reuse_port: bool,
+    api_keys: Vec<String>,
 }
 
 impl<A, R> std::fmt::Debug for ServerBuilder<A, R> {
@@ -113,6 +117,7 @@ impl<R: Runtime> ServerBuilder<NoTokens, R> {
             seed: None,
             store: None,
             reuse_port: false,
+            api_keys: Vec::new(),
         }
     }
 }
@@ -137,6 +142,7 @@ where
             seed: self.seed,
             store: self.store,
             reuse_port: self.reuse_port,
+            api_keys: self.api_keys,
         }
     }
 
@@ -177,6 +183,14 @@ where
     /// a lease in the store.
     pub fn store(mut self, store: Arc<dyn Store>) -> Self {
         self.store = Some(store);
+        self
+    }
+
+    /// Adds a key of the server HTTP API (PROTOCOL.md §11): requests to
+    /// `/api/` carry `Authorization: Bearer KEY`. Without any key, every
+    /// `/api/` path answers 404.
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_keys.push(key.into());
         self
     }
 
@@ -238,7 +252,14 @@ where
         let addr = listener.local_addr()?;
         let listener = rt.listener(listener)?;
         let ws_path = self.ws_path.clone();
+        let api = (!self.api_keys.is_empty()).then(|| {
+            let hub = HubHandle {
+                engine: engine.clone(),
+            };
+            Api::new(self.api_keys, hub, self.config.max_frame)
+        });
         let site = Arc::new(Site {
+            api,
             rt: rt.clone(),
             engine: engine.clone(),
             ws_path: self.ws_path,
@@ -335,15 +356,76 @@ impl HubHandle {
 
     /// Closes with 4010 every connection that `target` names, on every node
     /// of the cluster (through the store's control channel; on this node
-    /// alone without a store). Returns how many were closed on this node.
+    /// alone without a store), with the reason "disconnected". Returns how
+    /// many were closed on this node.
     pub fn disconnect(&self, target: OwnedDisconnect) -> usize {
-        match self.engine.store() {
-            Some(store) => {
-                let here = self.engine.disconnect(target.as_target());
-                store.broadcast_disconnect(target);
-                here
-            }
-            None => self.engine.disconnect(target.as_target()),
+        self.disconnect_with(target, DEFAULT_DISCONNECT_REASON)
+            .unwrap_or(0)
+    }
+
+    /// [`HubHandle::disconnect`] with the close `reason` (at most
+    /// [`switchboard_core::hub::MAX_CLOSE_REASON`] bytes, else nothing is
+    /// closed anywhere).
+    pub fn disconnect_with(
+        &self,
+        target: OwnedDisconnect,
+        reason: &str,
+    ) -> Result<usize, DisconnectError> {
+        let here = self.engine.disconnect(target.as_target(), reason)?;
+        if let Some(store) = self.engine.store() {
+            store.broadcast_disconnect(target, reason);
+        }
+        Ok(here)
+    }
+
+    /// The history of `room` as the `history` command reads it (PROTOCOL.md
+    /// §9), from the store (every node's publishes, with a remote one): the
+    /// JSON text of the `history` frame. Asked when this is called; the
+    /// future waits for the answer.
+    pub fn history(
+        &self,
+        room: &str,
+        since: Option<u64>,
+        limit: Option<u64>,
+    ) -> impl Future<Output = Result<Vec<u8>, QueryError>> + Send + 'static {
+        self.engine
+            .query(Query::History { room, since, limit })
+            .wait()
+    }
+
+    /// The members of `room` (on every node, with a remote store): the JSON
+    /// text of the `presence` frame. Asked when this is called.
+    pub fn presence(
+        &self,
+        room: &str,
+    ) -> impl Future<Output = Result<Vec<u8>, QueryError>> + Send + 'static {
+        self.engine.query(Query::Presence { room }).wait()
+    }
+
+    /// The live nodes of the cluster with their counts (this node's own
+    /// counts read now), or this node alone without a store; `None` when
+    /// the store cannot be read.
+    pub fn nodes(&self) -> impl Future<Output = Option<Vec<NodeInfo>>> + Send + 'static {
+        let engine = self.engine.clone();
+        let listed = engine.store().map(|s| s.nodes());
+        async move {
+            let s = engine.stats();
+            let me = NodeInfo {
+                node: engine.node_id(),
+                connections: s.connections as u64,
+                rooms: s.rooms as u64,
+            };
+            let Some(listed) = listed else {
+                return Some(vec![me]);
+            };
+            let mut nodes: Vec<NodeInfo> = listed
+                .await?
+                .into_iter()
+                .filter(|n| n.node != me.node)
+                .collect();
+            nodes.push(me);
+            nodes.sort_by(|a, b| a.node.cmp(&b.node));
+            Some(nodes)
         }
     }
 
@@ -480,6 +562,8 @@ fn raise_fd_limit(max_connections: usize) {
 }
 
 struct Site<R> {
+    /// The server API, when a key is configured.
+    api: Option<Api>,
     rt: R,
     engine: Arc<dyn Engine>,
     ws_path: String,
@@ -539,7 +623,16 @@ async fn accept_loop<R: Runtime>(rt: R, listener: R::Listener, site: Arc<Site<R>
             let timeout = site.handshake_timeout;
             let svc = service_fn(move |req| {
                 let site = site.clone();
-                async move { Ok::<_, Infallible>(route(&site, req, peer)) }
+                async move {
+                    if req.uri().path().starts_with(api::PREFIX) {
+                        let answer = match &site.api {
+                            Some(api) => api.serve(req).await,
+                            None => api::not_configured(),
+                        };
+                        return Ok::<_, Infallible>(answer);
+                    }
+                    Ok(route(&site, req, peer))
+                }
             });
             let served = http1::Builder::new()
                 .timer(timer)

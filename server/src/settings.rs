@@ -72,6 +72,16 @@ pub struct Cli {
     /// Worker processes sharing the listening port (needs --redis).
     #[arg(long, env = "SWITCHBOARD_WORKERS", value_name = "N")]
     pub workers: Option<usize>,
+    /// Key of the server HTTP API under /api/ (repeatable); requests send
+    /// `Authorization: Bearer KEY`. Without one, /api/ answers 404.
+    #[arg(
+        long = "api-key",
+        env = "SWITCHBOARD_API_KEY",
+        value_delimiter = ',',
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    pub api_key: Vec<String>,
 }
 
 /// The TOML file: every flag's key plus settings only the file has.
@@ -89,6 +99,7 @@ pub struct FileConfig {
     auth_timeout: Option<f64>,
     redis: Option<String>,
     workers: Option<usize>,
+    api_key: Option<Vec<String>>,
     max_queue_bytes: Option<usize>,
     rate_limit: Option<u32>,
     rate_burst: Option<u32>,
@@ -163,6 +174,8 @@ pub struct Settings {
     pub redis: Option<String>,
     /// Worker processes.
     pub workers: Option<usize>,
+    /// Keys of the server HTTP API (none: `/api/` answers 404).
+    pub api_keys: Vec<String>,
 }
 
 /// Settings could not be read.
@@ -342,6 +355,11 @@ impl Settings {
             ws_path: file.ws_path.unwrap_or_else(|| "/ws".into()),
             redis: cli.redis.or(file.redis),
             workers: cli.workers.or(file.workers),
+            api_keys: if cli.api_key.is_empty() {
+                file.api_key.unwrap_or_default()
+            } else {
+                cli.api_key
+            },
         })
     }
 }
@@ -441,5 +459,19 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.allowed_origins, vec!["http://a", "http://b"]);
+    }
+
+    #[test]
+    fn api_keys_from_flags_or_file() {
+        let s = Settings::merge(
+            parse(&["--api-key", "k1", "--api-key", "k2"]),
+            toml::from_str("api_key = [\"f\"]").unwrap(),
+        )
+        .unwrap();
+        assert_eq!(s.api_keys, vec!["k1", "k2"]);
+        let s = Settings::merge(parse(&[]), toml::from_str("api_key = [\"f\"]").unwrap()).unwrap();
+        assert_eq!(s.api_keys, vec!["f"]);
+        let s = Settings::merge(parse(&[]), FileConfig::default()).unwrap();
+        assert!(s.api_keys.is_empty());
     }
 }

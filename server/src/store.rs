@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use switchboard_core::Instant;
-use switchboard_core::hub::{Disconnect, OpId, Relay, StoreOp, StoreResult};
+use switchboard_core::hub::{Disconnect, OpId, Relay, Stats, StoreOp, StoreResult};
 
 use crate::engine::Engine;
 
@@ -44,9 +44,15 @@ pub trait Store: Send + Sync + 'static {
     /// `room` has no local subscriber left: stop listening to its relay.
     fn unlisten(&self, room: &str);
 
-    /// Sends `target` to every node of the cluster (this one included,
-    /// through [`StoreLink::disconnect`]): the control channel.
-    fn broadcast_disconnect(&self, target: OwnedDisconnect);
+    /// Sends `target` with the close `reason` to every node of the cluster
+    /// (this one included, through [`StoreLink::disconnect`]): the control
+    /// channel.
+    fn broadcast_disconnect(&self, target: OwnedDisconnect, reason: &str);
+
+    /// The live nodes of the cluster, as registered in the store (each
+    /// node registers itself with an expiry it refreshes, with its counts
+    /// from [`StoreLink::stats`]); `None` when the store cannot be read.
+    fn nodes(&self) -> BoxFuture<'static, Option<Vec<NodeInfo>>>;
 
     /// Tries to take, or to keep, the lease `name` for `holder` during
     /// `ttl`: true when `holder` holds it afterwards. Used to run a room
@@ -81,6 +87,17 @@ pub struct StoreStats {
     pub reconnects: u64,
     /// Messages received from the relay.
     pub relayed: u64,
+}
+
+/// One live node of a cluster (the server API's `info`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// Its node id.
+    pub node: String,
+    /// Connections in its table.
+    pub connections: u64,
+    /// Rooms it holds state for.
+    pub rooms: u64,
 }
 
 /// Which connections a cluster-wide disconnect closes, owned (it crosses
@@ -139,11 +156,19 @@ impl StoreLink {
     }
 
     /// A disconnect arrived on the control channel: close the matching
-    /// connections of this node with 4010; returns how many.
-    pub fn disconnect(&self, target: &OwnedDisconnect) -> usize {
+    /// connections of this node with 4010 and `reason`; returns how many
+    /// (0 for a reason the core refuses).
+    pub fn disconnect(&self, target: &OwnedDisconnect, reason: &str) -> usize {
         self.engine
             .upgrade()
-            .map_or(0, |e| e.disconnect(target.as_target()))
+            .and_then(|e| e.disconnect(target.as_target(), reason).ok())
+            .unwrap_or(0)
+    }
+
+    /// This node's counts (for the store's node registry), while the
+    /// server is there.
+    pub fn stats(&self) -> Option<Stats> {
+        self.engine.upgrade().map(|e| e.stats())
     }
 
     /// Is the server still there?

@@ -5,6 +5,7 @@
 //! The suite is written against [`Harness`] so that every runtime (tokio
 //! and smol; embassy when it lands) runs the same tests.
 
+pub mod api;
 pub mod browser;
 pub mod cli;
 pub mod proxy;

@@ -164,6 +164,21 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         if self.remote.is_some() {
             return self.history_remote(now, id, req, name, since, limit);
         }
+        let r = self.history_local(now, codec, req, name, since, limit);
+        self.unicast(id, codec, r)
+    }
+
+    /// Encodes the `history` frame of `name` from this hub's own tables
+    /// (the in-memory store), `limit` already clamped.
+    pub(super) fn history_local(
+        &mut self,
+        now: Instant,
+        codec: Codec,
+        req: Option<u64>,
+        name: &str,
+        since: Option<u64>,
+        limit: usize,
+    ) -> Result<Range<usize>, crate::protocol::EncodeError> {
         let mut key = self.index.find(name);
         if let Some(k) = key {
             // What expired may leave the room without state: free it now,
@@ -180,8 +195,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                 offset: 0,
                 messages: Default::default(),
             };
-            let r = self.arena.encode(codec, &frame);
-            return self.unicast(id, codec, r);
+            return self.arena.encode(codec, &frame);
         };
         let len = room.history.len();
         let first_after_since = match (since, room.history.get(0)) {
@@ -199,7 +213,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         // with at least one message; the client pages on with `since`.
         let max = self.config.max_reply_bytes;
         let count = fit_messages(&mut self.arena, codec, room, from, to - from, max);
-        let r = encode_bounded(&mut self.arena, max, count, |arena, count| {
+        encode_bounded(&mut self.arena, max, count, |arena, count| {
             encode_with_messages(
                 arena,
                 codec,
@@ -208,8 +222,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                 count,
                 WithMessages::History { id: req },
             )
-        });
-        self.unicast(id, codec, r)
+        })
     }
 }
 

@@ -83,7 +83,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                     "an ending connection has no end recorded",
                 )?,
             }
-            if matches!(conn.end, End::Close(..) | End::Drop) {
+            if matches!(conn.end, End::Close(..) | End::CloseWith(..) | End::Drop) {
                 ends += 1;
             }
             let rooms = conn.rooms.as_slice();

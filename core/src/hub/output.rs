@@ -4,8 +4,8 @@ use super::*;
 
 impl<A: Authenticator, S: Storage> Hub<A, S> {
     /// The next connection from the cursor on (below `bound`) that was
-    /// marked to end: its `Close` or `Drop` output.
-    fn next_end(&mut self, bound: u32) -> Option<Output<'static>> {
+    /// marked to end, and how it ends (marked as emitted).
+    fn next_end(&mut self, bound: u32) -> Option<(ConnId, End)> {
         while self.end_cursor < bound && self.pending_ends > 0 {
             let key = self.end_cursor;
             self.end_cursor += 1;
@@ -13,20 +13,28 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                 continue;
             };
             let id = ConnId::new(key, conn.generation);
-            let out = match conn.end {
-                End::Close(code, reason) => Output::Close {
-                    conn: id,
-                    code,
-                    reason,
-                },
-                End::Drop => Output::Drop { conn: id },
-                End::None | End::Emitted => continue,
-            };
+            let end = conn.end;
+            if matches!(end, End::None | End::Emitted) {
+                continue;
+            }
             conn.end = End::Emitted;
             self.pending_ends -= 1;
-            return Some(out);
+            return Some((id, end));
         }
         None
+    }
+
+    /// The `Close` or `Drop` output of an end found by [`Hub::next_end`].
+    fn end_output(&self, conn: ConnId, end: End) -> Output<'_> {
+        match end {
+            End::Close(code, reason) => Output::Close { conn, code, reason },
+            End::CloseWith(code, start, end) => Output::Close {
+                conn,
+                code,
+                reason: str_at(self.arena.bytes(), start as usize..end as usize),
+            },
+            End::Drop | End::None | End::Emitted => Output::Drop { conn },
+        }
     }
 
     /// The next thing to do, or `None` when everything is drained.
@@ -86,6 +94,18 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                         Some(e) => Err(e),
                     },
                 },
+                #[cfg(feature = "alloc")]
+                Record::Answer {
+                    op,
+                    bytes: r,
+                    error,
+                } => Output::Answer {
+                    op: OpId::new(op),
+                    result: match error {
+                        None => Ok(&bytes[r]),
+                        Some(e) => Err(e),
+                    },
+                },
                 Record::Broadcast {
                     room,
                     json,
@@ -107,13 +127,14 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         }
         if self.pending_ends > 0 {
             let bound = self.conns.key_bound();
-            if let Some(out) = self.next_end(bound) {
-                return Some(out);
+            let mut found = self.next_end(bound);
+            if found.is_none() {
+                // Ends marked behind the cursor: one more pass finds them.
+                self.end_cursor = 0;
+                found = self.next_end(bound);
             }
-            // Ends marked behind the cursor: one more pass finds them.
-            self.end_cursor = 0;
-            if let Some(out) = self.next_end(bound) {
-                return Some(out);
+            if let Some((conn, end)) = found {
+                return Some(self.end_output(conn, end));
             }
         }
         self.end_cursor = 0;

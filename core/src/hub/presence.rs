@@ -23,6 +23,21 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         }
         #[cfg(not(feature = "alloc"))]
         let _ = now;
+        match self.presence_local(codec, req, name) {
+            Ok(encoded) => self.unicast(id, codec, encoded),
+            Err((code, reason)) => self.reply_error(id, req, code, reason),
+        }
+    }
+
+    /// Encodes the `presence` frame of `name` from this hub's own tables.
+    /// Without an allocator, a room with more members than one reply
+    /// gathers on the stack is refused (4006), never truncated.
+    pub(super) fn presence_local(
+        &mut self,
+        codec: Codec,
+        req: Option<u64>,
+        name: &str,
+    ) -> Result<Result<Range<usize>, crate::protocol::EncodeError>, (ErrorCode, &'static str)> {
         #[cfg(feature = "alloc")]
         let mut members: Vec<Member<'_>> = Vec::new();
         #[cfg(not(feature = "alloc"))]
@@ -36,9 +51,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                     // one reply gathers on the stack answers 4006.
                     #[cfg(not(feature = "alloc"))]
                     if members.push(m).is_err() {
-                        drop(members);
-                        let reason = "presence list larger than one reply";
-                        return self.reply_error(id, req, ErrorCode::Limit, reason);
+                        return Err((ErrorCode::Limit, "presence list larger than one reply"));
                     }
                 }
             }
@@ -50,7 +63,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         };
         let r = self.arena.encode(codec, &frame);
         drop(members);
-        self.unicast(id, codec, r);
+        Ok(r)
     }
 
     /// Sends `join` (or `leave`) of `member` to the presence watchers of room `key`.

@@ -259,7 +259,7 @@ struct Pending {
     waiting: Waiting,
 }
 
-enum Waiting {
+pub(super) enum Waiting {
     Publish {
         req: Option<u64>,
         room: RoomName,
@@ -277,6 +277,14 @@ enum Waiting {
     },
     Presence {
         req: Option<u64>,
+        room: RoomName,
+    },
+    /// A server-side history query ([`Hub::query_history`]).
+    QueryHistory {
+        room: RoomName,
+    },
+    /// A server-side presence query ([`Hub::query_presence`]).
+    QueryPresence {
         room: RoomName,
     },
     Gap {
@@ -589,7 +597,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         OpId(op)
     }
 
-    fn read(
+    pub(super) fn read(
         &mut self,
         now: Instant,
         conn: Option<ConnId>,
@@ -602,7 +610,9 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             | Waiting::History { room, .. }
             | Waiting::Gap { room }
             | Waiting::Publish { room, .. }
-            | Waiting::Presence { room, .. } => room.clone(),
+            | Waiting::Presence { room, .. }
+            | Waiting::QueryHistory { room }
+            | Waiting::QueryPresence { room } => room.clone(),
         };
         if !matches!(waiting, Waiting::Gap { .. }) {
             self.admit(conn)?;
@@ -612,7 +622,9 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             .push(name.as_bytes())
             .map_err(|_| (ErrorCode::Unavailable, "unavailable: output storage full"))?;
         let record = match waiting {
-            Waiting::Presence { .. } => StoreRecord::Presence { room },
+            Waiting::Presence { .. } | Waiting::QueryPresence { .. } => {
+                StoreRecord::Presence { room }
+            }
             _ => StoreRecord::Read { room, after, limit },
         };
         Ok(self.issue(now, conn, waiting, record))
@@ -793,6 +805,14 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                 if let Some(id) = conn {
                     self.presence_done(id, req, &room, result);
                 }
+            }
+            Waiting::QueryHistory { room } => {
+                let encoded = self.history_frame(Codec::Json, None, &room, result);
+                self.push_answer(op, encoded);
+            }
+            Waiting::QueryPresence { room } => {
+                let encoded = self.presence_frame(Codec::Json, None, &room, result);
+                self.push_answer(op, encoded);
             }
             Waiting::Gap { room } => self.gap_done(now, &room, result),
         }
@@ -1034,16 +1054,31 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
     }
 
     fn history_done(&mut self, id: ConnId, req: Option<u64>, name: &str, result: StoreResult<'_>) {
+        let Some(codec) = self.conns.at(id).map(|c| c.codec) else {
+            return;
+        };
+        match self.history_frame(codec, req, name, result) {
+            Some(encoded) => self.unicast(id, codec, encoded),
+            None => self.reply_error(id, req, ErrorCode::Unavailable, STORE_FAILED),
+        }
+    }
+
+    /// Encodes the `history` frame of what the store read (bounded by
+    /// `max_reply_bytes`); `None` when the store failed the read.
+    pub(super) fn history_frame(
+        &mut self,
+        codec: Codec,
+        req: Option<u64>,
+        name: &str,
+        result: StoreResult<'_>,
+    ) -> Option<Result<Range<usize>, crate::protocol::EncodeError>> {
         let StoreResult::Read {
             epoch,
             offset,
             messages,
         } = result
         else {
-            return self.reply_error(id, req, ErrorCode::Unavailable, STORE_FAILED);
-        };
-        let Some(codec) = self.conns.at(id).map(|c| c.codec) else {
-            return;
+            return None;
         };
         let frames: Vec<MessageFrame<'_>> = messages
             .iter()
@@ -1051,35 +1086,53 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             .collect();
         let max = self.config.max_reply_bytes;
         let count = fit_frames(&mut self.arena, codec, name, &frames, max);
-        let r = encode_bounded(&mut self.arena, max, count, |arena, count| {
-            arena.encode(
-                codec,
-                &ServerFrame::History {
-                    id: req,
-                    room: Text::Borrowed(name),
-                    epoch: Text::Borrowed(epoch),
-                    offset,
-                    messages: crate::protocol::Seq::Borrowed(&frames[..count]),
-                },
-            )
-        });
-        self.unicast(id, codec, r)
+        Some(encode_bounded(
+            &mut self.arena,
+            max,
+            count,
+            |arena, count| {
+                arena.encode(
+                    codec,
+                    &ServerFrame::History {
+                        id: req,
+                        room: Text::Borrowed(name),
+                        epoch: Text::Borrowed(epoch),
+                        offset,
+                        messages: crate::protocol::Seq::Borrowed(&frames[..count]),
+                    },
+                )
+            },
+        ))
     }
 
     fn presence_done(&mut self, id: ConnId, req: Option<u64>, name: &str, result: StoreResult<'_>) {
-        let StoreResult::Members(members) = result else {
-            return self.reply_error(id, req, ErrorCode::Unavailable, STORE_FAILED);
-        };
         let Some(codec) = self.conns.at(id).map(|c| c.codec) else {
             return;
+        };
+        match self.presence_frame(codec, req, name, result) {
+            Some(encoded) => self.unicast(id, codec, encoded),
+            None => self.reply_error(id, req, ErrorCode::Unavailable, STORE_FAILED),
+        }
+    }
+
+    /// Encodes the `presence` frame of the members the store listed; `None`
+    /// when the store failed the operation.
+    pub(super) fn presence_frame(
+        &mut self,
+        codec: Codec,
+        req: Option<u64>,
+        name: &str,
+        result: StoreResult<'_>,
+    ) -> Option<Result<Range<usize>, crate::protocol::EncodeError>> {
+        let StoreResult::Members(members) = result else {
+            return None;
         };
         let frame = ServerFrame::Presence {
             id: req,
             room: Text::Borrowed(name),
             members: crate::protocol::Seq::Borrowed(members),
         };
-        let r = self.arena.encode(codec, &frame);
-        self.unicast(id, codec, r);
+        Some(self.arena.encode(codec, &frame))
     }
 
     // ------------------------------------------------------- the relay

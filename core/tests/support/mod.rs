@@ -760,6 +760,8 @@ impl<A: Authenticator, S: Storage> Harness<A, S> {
                     Output::Published { op, result, .. } => {
                         published.push((op, result.map(|ack| (ack.epoch.to_string(), ack.offset))))
                     }
+                    #[cfg(feature = "alloc")]
+                    Output::Answer { op, .. } => panic!("unrequested query answer {op:?}"),
                 }
             }
             if ended.is_empty() {

@@ -18,6 +18,7 @@
 //! | `sb:{R}:c` | the room's channel: `m` messages, `j` joins, `l` leaves |
 //! | `sb:{producer:N:R}` | the lease of a room producer |
 //! | `sb:nodes` | counter handing out node ids |
+//! | `sb:{nodes}:live` | hash: node id → `EXPIRY CONNECTIONS ROOMS`, the node registry (`/api/info`) |
 //! | `sb:ctl`, `sb:ctl:NODE` | the control channels: every node, one node |
 //!
 //! # Faults
@@ -42,6 +43,20 @@
 //! publishing their `leave`. A node killed with SIGKILL stops refreshing:
 //! its members are removed by the next tick of any node that listens to
 //! the room, at most a third of the ttl after they expired.
+//!
+//! # The node registry
+//!
+//! Every node writes its entry (its connection and room counts) into
+//! `sb:{nodes}:live` every ping interval, with an expiry of the presence
+//! ttl read from Redis `TIME`; a node that stops (dropped, or killed)
+//! drops out of the list once its entry expired (at once when it is
+//! dropped).
+//!
+//! # The control channel
+//!
+//! `sb:ctl` (every node) and `sb:ctl:NODE` (one node) carry disconnects:
+//! `U` (a user) or `C` (a client id), the close reason's length in bytes
+//! in decimal, a space, the reason, then the user or client id.
 
 mod codec;
 mod scripts;
@@ -62,7 +77,7 @@ use futures_util::stream::FuturesUnordered;
 use switchboard_core::hub::{OpId, Relay, StoreOp, StoreResult, StoredMessage};
 use switchboard_core::protocol::Member;
 use switchboard_core::{Config, Instant};
-use switchboard_server::{OwnedDisconnect, RoundTrips, Store, StoreLink, StoreStats};
+use switchboard_server::{NodeInfo, OwnedDisconnect, RoundTrips, Store, StoreLink, StoreStats};
 use tokio::sync::{Notify, mpsc};
 
 /// How the Redis store connects and times its work.
@@ -232,6 +247,8 @@ struct Scripts {
     members: Script,
     lease: Script,
     release: Script,
+    register: Script,
+    nodes: Script,
 }
 
 /// An operation, owned, on its way to the dispatcher.
@@ -279,6 +296,8 @@ enum Job {
 }
 
 const CTL_ALL: &str = "sb:ctl";
+/// The node registry.
+const NODES_KEY: &str = "sb:{nodes}:live";
 /// How long the meta of a room (epoch, offset) outlives its last publish
 /// at least: an idle room keeps its epoch for a day.
 const META_TTL_MS: u64 = 24 * 3600 * 1000;
@@ -401,6 +420,8 @@ impl RedisStore {
                 members: Script::new(scripts::MEMBERS),
                 lease: Script::new(scripts::LEASE),
                 release: Script::new(scripts::RELEASE),
+                register: Script::new(scripts::REGISTER),
+                nodes: Script::new(scripts::NODES),
             },
         };
         tracing::info!(node = inner.node, "connected to redis");
@@ -524,6 +545,7 @@ impl Store for RedisStore {
         }
         tokio::spawn(supervise(inner.clone()));
         tokio::spawn(presence_ticks(Arc::downgrade(inner)));
+        tokio::spawn(register_ticks(Arc::downgrade(inner)));
     }
 
     fn request(&self, now: Instant, op: StoreOp<'_>) {
@@ -621,19 +643,49 @@ impl Store for RedisStore {
         self.inner.send(Job::Unlisten(room.to_owned()));
     }
 
-    fn broadcast_disconnect(&self, target: OwnedDisconnect) {
-        let (channel, payload) = match &target {
+    fn broadcast_disconnect(&self, target: OwnedDisconnect, reason: &str) {
+        let (channel, kind, id) = match &target {
             // A client id starts with its node's id: only that node.
             OwnedDisconnect::Client(c) => {
                 let node = c.split('-').next().unwrap_or_default();
-                (format!("{CTL_ALL}:{node}"), format!("c{c}"))
+                (format!("{CTL_ALL}:{node}"), 'C', c)
             }
-            OwnedDisconnect::User(u) => (CTL_ALL.to_owned(), format!("u{u}")),
+            OwnedDisconnect::User(u) => (CTL_ALL.to_owned(), 'U', u),
         };
+        let payload = format!("{kind}{} {reason}{id}", reason.len());
         self.inner.send(Job::Control {
             channel,
             payload: payload.into_bytes(),
         });
+    }
+
+    fn nodes(&self) -> BoxFuture<'static, Option<Vec<NodeInfo>>> {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            let mut conn = inner.connection()?;
+            let mut inv = inner.scripts.nodes.prepare_invoke();
+            inv.key(NODES_KEY);
+            let started = std::time::Instant::now();
+            let r: Result<Vec<String>, _> =
+                within(inner.options.timeout, inv.invoke_async(&mut conn)).await;
+            let flat = match r {
+                Ok(flat) => flat,
+                Err(e) => {
+                    inner.failed("nodes", &e);
+                    return None;
+                }
+            };
+            inner.measured(started);
+            Some(
+                flat.chunks_exact(3)
+                    .map(|n| NodeInfo {
+                        node: n[0].clone(),
+                        connections: n[1].parse().unwrap_or(0),
+                        rooms: n[2].parse().unwrap_or(0),
+                    })
+                    .collect(),
+            )
+        })
     }
 
     fn lease(&self, name: &str, holder: &str, ttl: Duration) -> BoxFuture<'static, bool> {
@@ -962,18 +1014,12 @@ impl Inner {
     /// One message from a subscribed channel.
     fn relayed(&self, link: &StoreLink, channel: &str, payload: &[u8]) {
         if channel == CTL_ALL || channel.strip_prefix("sb:ctl:") == Some(self.node.as_str()) {
-            let target = match payload.split_first() {
-                Some((b'u', u)) => std::str::from_utf8(u)
-                    .ok()
-                    .map(|u| OwnedDisconnect::User(u.to_owned())),
-                Some((b'c', c)) => std::str::from_utf8(c)
-                    .ok()
-                    .map(|c| OwnedDisconnect::Client(c.to_owned())),
-                _ => None,
-            };
-            if let Some(target) = target {
-                let n = link.disconnect(&target);
-                tracing::info!(?target, closed = n, "control: disconnect");
+            match parse_control(payload) {
+                Some((target, reason)) => {
+                    let n = link.disconnect(&target, &reason);
+                    tracing::info!(?target, reason, closed = n, "control: disconnect");
+                }
+                None => tracing::debug!("control: unreadable message ignored"),
             }
             return;
         }
@@ -1022,6 +1068,24 @@ impl Inner {
             _ => {}
         }
     }
+}
+
+/// A control message (see the module docs): the target and the reason.
+fn parse_control(payload: &[u8]) -> Option<(OwnedDisconnect, String)> {
+    let text = std::str::from_utf8(payload).ok()?;
+    let mut chars = text.chars();
+    let kind = chars.next()?;
+    let rest = chars.as_str();
+    let (len, rest) = rest.split_once(' ')?;
+    let len: usize = len.parse().ok()?;
+    let reason = rest.get(..len)?;
+    let id = rest.get(len..)?.to_owned();
+    let target = match kind {
+        'U' => OwnedDisconnect::User(id),
+        'C' => OwnedDisconnect::Client(id),
+        _ => return None,
+    };
+    Some((target, reason.to_owned()))
 }
 
 fn int(v: &Value) -> Option<u64> {
@@ -1273,9 +1337,77 @@ async fn presence_ticks(inner: std::sync::Weak<Inner>) {
     }
 }
 
+/// Every ping interval: this node's entry in the node registry, with its
+/// counts and an expiry of the presence ttl (see the module docs). Removed
+/// once the server is gone.
+async fn register_ticks(inner: std::sync::Weak<Inner>) {
+    loop {
+        let Some(i) = inner.upgrade() else {
+            return;
+        };
+        let period = i.options.ping_interval;
+        let Some(link) = i.link().cloned() else {
+            return;
+        };
+        let Some(mut conn) = i.connection() else {
+            drop(i);
+            tokio::time::sleep(period).await;
+            continue;
+        };
+        let Some(stats) = link.stats() else {
+            // The server is gone: leave the registry now, not at expiry.
+            let r: Result<i64, _> = within(
+                i.options.timeout,
+                ::redis::cmd("HDEL")
+                    .arg(NODES_KEY)
+                    .arg(&i.node)
+                    .query_async(&mut conn),
+            )
+            .await;
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "node registry: could not leave");
+            }
+            return;
+        };
+        let mut inv = i.scripts.register.prepare_invoke();
+        inv.key(NODES_KEY)
+            .arg(&i.node)
+            .arg(i.options.presence_ttl.as_millis() as u64)
+            .arg(stats.connections as u64)
+            .arg(stats.rooms as u64);
+        let r: Result<i64, _> = within(i.options.timeout, inv.invoke_async(&mut conn)).await;
+        if let Err(e) = r {
+            i.failed("node registry", &e);
+        }
+        drop(i);
+        tokio::time::sleep(period).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_messages_round_trip() {
+        let user = |u: &str, r: &str| Some((OwnedDisconnect::User(u.into()), r.to_owned()));
+        assert_eq!(parse_control(b"U6 kickeddave"), user("dave", "kicked"));
+        assert_eq!(parse_control("U6 kickéx".as_bytes()), user("x", "kické"));
+        assert_eq!(
+            parse_control(b"U11 go away nowbob"),
+            user("bob", "go away now")
+        );
+        assert_eq!(
+            parse_control(b"C12 disconnectedn1-4"),
+            Some((
+                OwnedDisconnect::Client("n1-4".into()),
+                "disconnected".into()
+            ))
+        );
+        assert_eq!(parse_control(b"X1 ab"), None);
+        assert_eq!(parse_control(b"U99 short"), None);
+        assert_eq!(parse_control(b"Unot-a-number x"), None);
+    }
 
     #[test]
     fn keys_share_the_room_hash_tag() {

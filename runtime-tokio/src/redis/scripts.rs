@@ -179,3 +179,34 @@ pub(super) const RELEASE: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 1
 "#;
+
+/// Register a node in the node registry (the server API's `info`).
+/// KEYS: the registry hash. ARGV: node, ttl (ms), connections, rooms.
+/// The entry is `EXPIRY CONNECTIONS ROOMS`, the expiry read from Redis
+/// `TIME` (Unix ms), so that the nodes' clocks do not matter.
+pub(super) const REGISTER: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('HSET', KEYS[1], ARGV[1], (now + tonumber(ARGV[2])) .. ' ' .. ARGV[3] .. ' ' .. ARGV[4])
+return 1
+"#;
+
+/// The live nodes of the registry, as a flat list `node, connections,
+/// rooms, ...`; entries whose expiry passed are removed. KEYS: the registry.
+pub(super) const NODES: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local all = redis.call('HGETALL', KEYS[1])
+local out = {}
+for i = 1, #all, 2 do
+  local exp, conns, rooms = string.match(all[i + 1], '^(%d+) (%d+) (%d+)$')
+  if exp and tonumber(exp) >= now then
+    table.insert(out, all[i])
+    table.insert(out, conns)
+    table.insert(out, rooms)
+  else
+    redis.call('HDEL', KEYS[1], all[i])
+  end
+end
+return out
+"#;
