@@ -1239,8 +1239,8 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         }
         conn.end = how;
         self.closes.add(match how {
-            End::Close(code, _) => code.code(),
-            _ => NO_CLOSE_FRAME,
+            End::Close(code, _) | End::CloseWith(code, ..) => code.code(),
+            End::Drop | End::None | End::Emitted => NO_CLOSE_FRAME,
         });
         if matches!(conn.phase, Phase::AwaitingAuth { .. }) {
             self.pending_auth -= 1;

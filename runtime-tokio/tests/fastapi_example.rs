@@ -25,7 +25,7 @@ const SECRET: &str = "fastapi-example-secret-of-32-bytes!";
 const KEY: &str = "example-api-key";
 
 /// Starts the app under uvicorn on a free port; returns it once uvicorn
-/// says the application started (read from its log, bounded).
+/// says it listens (its "Uvicorn running on" log line, bounded).
 fn start_app(python: &Path, hub_http: &str) -> (Process, SocketAddr) {
     let port = free_port();
     let mut child = Command::new(python)
@@ -56,7 +56,7 @@ fn start_app(python: &Path, hub_http: &str) -> (Process, SocketAddr) {
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         match rx.recv_timeout(left) {
-            Ok(line) if line.contains("Application startup complete") => break,
+            Ok(line) if line.contains("Uvicorn running on") => break,
             Ok(line) => log.push(line),
             Err(_) => panic!("uvicorn did not start:\n{}", log.join("\n")),
         }

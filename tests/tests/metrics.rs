@@ -76,13 +76,13 @@ fn gauge(s: &Scrape, name: &str) -> f64 {
 /// after the client saw its close), bounded by [`WAIT`].
 async fn scrape_until(
     py: &std::path::Path,
-    hub: &impl Running,
+    addr: std::net::SocketAddr,
     what: &str,
     f: impl Fn(&Scrape) -> bool,
 ) -> Scrape {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let s = scrape(py, hub.addr()).await;
+        let s = scrape(py, addr).await;
         if f(&s) {
             return s;
         }
@@ -182,7 +182,7 @@ async fn values_move_with_the_hub<H: Harness>() {
     leaving.close(None).await.expect("close");
     assert_eq!(close_code(&mut leaving).await, Some(1000));
     drop(subs.pop());
-    let s = scrape_until(&py, &hub, "three closes", |s| {
+    let s = scrape_until(&py, hub.addr(), "three closes", |s| {
         gauge(s, "switchboard_connections") == (N + 1 - 2) as f64
             && closed(s, "4001") == 1.0
             && closed(s, "1000") == 1.0
@@ -202,7 +202,7 @@ async fn values_move_with_the_hub<H: Harness>() {
         }
         tokio::task::yield_now().await;
     }
-    let s = scrape_until(&py, &hub, "the 4009", |s| closed(s, "4009") == 1.0).await;
+    let s = scrape_until(&py, hub.addr(), "the 4009", |s| closed(s, "4009") == 1.0).await;
     assert_eq!(closed(&s, "4001"), 1.0, "earlier counts stay");
     assert!(delivered(&s) >= (N * (M + 1)) as f64);
     assert_eq!(
@@ -245,6 +245,87 @@ async fn answer_is_openmetrics<H: Harness>() {
 }
 
 every_runtime!(values_move_with_the_hub, answer_is_openmetrics);
+
+/// `POST path` with the API key and a JSON body: the status.
+async fn api_post(addr: std::net::SocketAddr, path: &str, body: serde_json::Value) -> u16 {
+    use tokio::io::AsyncWriteExt;
+    let body = body.to_string();
+    let mut tcp = wire::tcp(addr).await;
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_KEY}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    tcp.write_all(req.as_bytes()).await.expect("write");
+    wire::read_head(&mut tcp).await.expect("answer").0
+}
+
+const API_KEY: &str = "metrics-test-key";
+
+/// Server API publishes count as published (and their deliveries as
+/// delivered); `/api/disconnect` closes count under 4010.
+async fn api_is_counted<R: switchboard_server::Runtime>() {
+    let py = python_async().await;
+    let hub = switchboard_server::ServerBuilder::<_, R>::new(config())
+        .authenticator(JwtAuthenticator::hs256(SECRET).expect("key"))
+        .api_key(API_KEY)
+        .bind("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("bind");
+    let addr = hub.local_addr();
+    let mut bob = connect_query(&hub.ws_url(), &format!("token={}", user_token("bob"))).await;
+    assert_eq!(next_json(&mut bob).await["type"], "welcome");
+    send_json(
+        &mut bob,
+        json!({"type": "subscribe", "room": "news", "id": 1}),
+    )
+    .await;
+    assert_eq!(next_json(&mut bob).await["type"], "subscribed");
+
+    let status = api_post(
+        addr,
+        "/api/publish",
+        json!({"room": "news", "data": {"n": 1}}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(next_json(&mut bob).await["type"], "message");
+    let s = scrape(&py, addr).await;
+    assert_eq!(published(&s), 1.0);
+    assert_eq!(delivered(&s), 1.0);
+
+    let status = api_post(
+        addr,
+        "/api/disconnect",
+        json!({"user": "bob", "reason": "banned"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(close_code(&mut bob).await, Some(4010));
+    let s = scrape_until(&py, addr, "the 4010", |s| closed(s, "4010") == 1.0).await;
+    assert_eq!(gauge(&s, "switchboard_connections"), 0.0);
+    assert_eq!(closed(&s, "1006"), 0.0, "a 4010 is not counted twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_is_counted_tokio() {
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        api_is_counted::<switchboard_tokio::Tokio>(),
+    )
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_is_counted_smol() {
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        api_is_counted::<switchboard_smol::Smol>(),
+    )
+    .await
+    .expect("test timed out");
+}
 
 /// With the Redis store: `switchboard_redis_up` is 1, the round-trip
 /// histogram has samples; Redis killed: `switchboard_redis_up` goes to 0
