@@ -235,31 +235,18 @@ impl core::error::Error for PublishError {}
 pub const DEFAULT_DISCONNECT_REASON: &str = "disconnected";
 
 /// The longest close reason: a Close frame's 125 bytes of payload less the
-/// two of its code.
+/// two of its code. [`Hub::disconnect_with`] cuts longer reasons to it.
 pub const MAX_CLOSE_REASON: usize = 123;
 
-/// A disconnect was refused; nothing was closed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum DisconnectError {
-    /// The reason is longer than [`MAX_CLOSE_REASON`] bytes (4000).
-    ReasonTooLong,
-}
-
-impl DisconnectError {
-    /// The protocol error code.
-    pub fn code(self) -> ErrorCode {
-        ErrorCode::Malformed
+/// `reason` cut to at most [`MAX_CLOSE_REASON`] bytes, on a character
+/// boundary.
+pub fn close_reason(reason: &str) -> &str {
+    let mut end = reason.len().min(MAX_CLOSE_REASON);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
     }
+    &reason[..end]
 }
-
-impl fmt::Display for DisconnectError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("reason longer than 123 bytes")
-    }
-}
-
-impl core::error::Error for DisconnectError {}
 
 /// What the runtime does with a frame that did not fit a connection's
 /// outbound queue.
@@ -1161,21 +1148,14 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
     /// them (the runtime's control channel).
     pub fn disconnect(&mut self, target: Disconnect<'_>) -> usize {
         self.disconnect_with(target, DEFAULT_DISCONNECT_REASON)
-            .unwrap_or(0)
     }
 
     /// [`Hub::disconnect`] with the close `reason` the application chose
-    /// (the server API's `reason`, PROTOCOL.md §11): at most
-    /// [`MAX_CLOSE_REASON`] bytes, the room a Close frame has for it, else
-    /// [`DisconnectError::ReasonTooLong`] (4000) and nothing is closed.
-    pub fn disconnect_with(
-        &mut self,
-        target: Disconnect<'_>,
-        reason: &str,
-    ) -> Result<usize, DisconnectError> {
-        if reason.len() > MAX_CLOSE_REASON {
-            return Err(DisconnectError::ReasonTooLong);
-        }
+    /// (the server API's `reason`, PROTOCOL.md §11), cut to the
+    /// [`MAX_CLOSE_REASON`] bytes a Close frame has room for
+    /// ([`close_reason`]).
+    pub fn disconnect_with(&mut self, target: Disconnect<'_>, reason: &str) -> usize {
+        let reason = close_reason(reason);
         let mut closed = 0;
         for key in 0..self.conns.key_bound() {
             let Some(conn) = self.conns.get(key) else {
@@ -1206,7 +1186,7 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                 closed += 1;
             }
         }
-        Ok(closed)
+        closed
     }
 
     // ------------------------------------------------------------ outputs

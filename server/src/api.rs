@@ -17,7 +17,7 @@ use serde::de::{DeserializeOwned, Deserializer, IgnoredAny};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use subtle::ConstantTimeEq as _;
-use switchboard_core::hub::{DisconnectError, PublishError, QueryError};
+use switchboard_core::hub::{PublishError, QueryError, is_valid_key};
 use switchboard_core::protocol::ErrorCode;
 
 use crate::server::{HubHandle, Published};
@@ -81,12 +81,6 @@ impl From<QueryError> for Refusal {
     }
 }
 
-impl From<DisconnectError> for Refusal {
-    fn from(e: DisconnectError) -> Self {
-        Refusal::from_code(e.code(), e.to_string())
-    }
-}
-
 /// The HTTP status of a protocol error code (PROTOCOL.md §11): 503 for a
 /// store that is down, 429 for a limit, 400 for the rest.
 fn status_of(code: ErrorCode) -> StatusCode {
@@ -146,6 +140,13 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D::
     Box::<RawValue>::deserialize(d).map(Some)
 }
 
+/// Standard base64 with padding, taking any bits after the last byte (as
+/// most encoders' readers do).
+const LENIENT_B64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
+);
+
 /// The bytes to publish: `data` as compact JSON text, or `data_b64`
 /// decoded. Exactly one of them.
 fn payload(data: &Option<Box<RawValue>>, data_b64: &Option<String>) -> Result<Vec<u8>, Refusal> {
@@ -159,7 +160,7 @@ fn payload(data: &Option<Box<RawValue>>, data_b64: &Option<String>) -> Result<Ve
             switchboard_core::protocol::json::compact_into(raw.get().as_bytes(), &mut out);
             Ok(out)
         }
-        (None, Some(b64)) => base64::engine::general_purpose::STANDARD
+        (None, Some(b64)) => LENIENT_B64
             .decode(b64)
             .map_err(|e| Refusal::malformed(format!("data_b64 is not standard base64: {e}"))),
     }
@@ -241,10 +242,14 @@ fn query_pairs(req: &Request<Incoming>) -> Vec<(String, String)> {
 fn query_u64(pairs: &[(String, String)], name: &str) -> Result<Option<u64>, Refusal> {
     match pairs.iter().find(|(k, _)| k == name) {
         None => Ok(None),
-        Some((_, v)) => v
-            .parse()
-            .map(Some)
-            .map_err(|_| Refusal::malformed(format!("`{name}` must be a non-negative integer"))),
+        // Any non-negative integer: one past u64 reads as u64::MAX (no
+        // message is that far; a limit is clamped anyway).
+        Some((_, v)) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => {
+            Ok(Some(v.parse().unwrap_or(u64::MAX)))
+        }
+        Some(_) => Err(Refusal::malformed(format!(
+            "`{name}` must be a non-negative integer"
+        ))),
     }
 }
 
@@ -345,6 +350,10 @@ impl Api {
                 }
                 let data = payload(&b.data, &b.data_b64)?;
                 let key = b.key.as_deref();
+                // Refused whole, even for no room, as a publish would.
+                if key.is_some_and(|k| !is_valid_key(k)) {
+                    return Err(PublishError::BadKey.into());
+                }
                 // Every publish is issued before any is awaited: with a
                 // remote store they travel together.
                 let waits: Vec<_> = b
@@ -386,7 +395,7 @@ impl Api {
                     .unwrap_or(switchboard_core::hub::DEFAULT_DISCONNECT_REASON);
                 let n = self
                     .hub
-                    .disconnect_with(OwnedDisconnect::User(b.user), reason)?;
+                    .disconnect_with(OwnedDisconnect::User(b.user), reason);
                 Ok(ok(&json!({ "disconnected": n })))
             }
             "info" => {

@@ -20,8 +20,7 @@ use bytes::Bytes;
 use event_listener::Event as Wakeup;
 use futures_channel::oneshot;
 use switchboard_core::hub::{
-    Disconnect, DisconnectError, OpId, Output, OverflowAction, PublishError, QueryError, Relay,
-    Stats, StoreResult,
+    Disconnect, OpId, Output, OverflowAction, PublishError, QueryError, Relay, Stats, StoreResult,
 };
 use switchboard_core::protocol::CloseCode;
 use switchboard_core::storage::Growable;
@@ -59,7 +58,7 @@ pub(crate) trait Engine: Send + Sync + 'static {
     fn store_relay(&self, relay: Relay<'_>);
     /// Closes this node's connections named by `target` with 4010 and
     /// `reason`; returns how many.
-    fn disconnect(&self, target: Disconnect<'_>, reason: &str) -> Result<usize, DisconnectError>;
+    fn disconnect(&self, target: Disconnect<'_>, reason: &str) -> usize;
     /// A server-side presence or history query, answered once the store has.
     fn query(&self, query: Query<'_>) -> AnswerWait;
     /// The remote store, if the hub has one.
@@ -770,8 +769,8 @@ where
         self.step(|hub, now| hub.handle_relay(now, relay));
     }
 
-    fn disconnect(&self, target: Disconnect<'_>, reason: &str) -> Result<usize, DisconnectError> {
-        let mut closed = Ok(0);
+    fn disconnect(&self, target: Disconnect<'_>, reason: &str) -> usize {
+        let mut closed = 0;
         self.step(|hub, _| closed = hub.disconnect_with(target, reason));
         closed
     }

@@ -17,7 +17,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use smol_hyper::rt::FuturesIo;
 use switchboard_core::auth::{NoTokens, RedactedQuery};
 use switchboard_core::hub::{
-    DEFAULT_DISCONNECT_REASON, DisconnectError, HTTP_RESERVE, PublishError, QueryError, Stats,
+    DEFAULT_DISCONNECT_REASON, HTTP_RESERVE, PublishError, QueryError, Stats,
 };
 use switchboard_core::protocol::CloseCode;
 use switchboard_core::storage::Growable;
@@ -360,22 +360,17 @@ impl HubHandle {
     /// many were closed on this node.
     pub fn disconnect(&self, target: OwnedDisconnect) -> usize {
         self.disconnect_with(target, DEFAULT_DISCONNECT_REASON)
-            .unwrap_or(0)
     }
 
-    /// [`HubHandle::disconnect`] with the close `reason` (at most
-    /// [`switchboard_core::hub::MAX_CLOSE_REASON`] bytes, else nothing is
-    /// closed anywhere).
-    pub fn disconnect_with(
-        &self,
-        target: OwnedDisconnect,
-        reason: &str,
-    ) -> Result<usize, DisconnectError> {
-        let here = self.engine.disconnect(target.as_target(), reason)?;
+    /// [`HubHandle::disconnect`] with the close `reason`, cut to
+    /// [`switchboard_core::hub::MAX_CLOSE_REASON`] bytes.
+    pub fn disconnect_with(&self, target: OwnedDisconnect, reason: &str) -> usize {
+        let reason = switchboard_core::hub::close_reason(reason);
+        let here = self.engine.disconnect(target.as_target(), reason);
         if let Some(store) = self.engine.store() {
             store.broadcast_disconnect(target, reason);
         }
-        Ok(here)
+        here
     }
 
     /// The history of `room` as the `history` command reads it (PROTOCOL.md

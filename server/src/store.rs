@@ -156,13 +156,11 @@ impl StoreLink {
     }
 
     /// A disconnect arrived on the control channel: close the matching
-    /// connections of this node with 4010 and `reason`; returns how many
-    /// (0 for a reason the core refuses).
+    /// connections of this node with 4010 and `reason`; returns how many.
     pub fn disconnect(&self, target: &OwnedDisconnect, reason: &str) -> usize {
         self.engine
             .upgrade()
-            .and_then(|e| e.disconnect(target.as_target(), reason).ok())
-            .unwrap_or(0)
+            .map_or(0, |e| e.disconnect(target.as_target(), reason))
     }
 
     /// This node's counts (for the store's node registry), while the
