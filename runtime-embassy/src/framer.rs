@@ -411,6 +411,10 @@ impl<R: RngCore, const MSG: usize, const RX: usize, const TX: usize> ClientFrame
                     return Some(Err(ClientError::Protocol));
                 }
             };
+            if result.len_from == 0 && result.len_to == 0 && !result.end_of_message {
+                // Nothing could be used: wait for more bytes.
+                return None;
+            }
             self.inbox.start += result.len_from;
             use ews::WebSocketReceiveMessageType as T;
             let data = matches!(result.message_type, T::Text | T::Binary);
