@@ -154,6 +154,18 @@ impl<const MSG: usize, const RX: usize> ServerFramer<MSG, RX> {
         self.inbox.preload(bytes)
     }
 
+    /// The bytes read and not yet used (e.g. an HTTP request head being
+    /// read into the same buffer, before the WebSocket starts).
+    pub fn buffered(&self) -> &[u8] {
+        &self.inbox.buf[self.inbox.start..self.inbox.end]
+    }
+
+    /// Drops the first `n` buffered bytes (e.g. the HTTP request head, so
+    /// that what follows it is read as WebSocket frames).
+    pub fn consume(&mut self, n: usize) {
+        self.inbox.start = (self.inbox.start + n).min(self.inbox.end);
+    }
+
     /// The next event from the bytes buffered, or `None` once they are all
     /// used (then [`ServerFramer::fill`]). Hand every event to the hub
     /// (`Hub::handle_ws`): it decides what a Ping, a Close or a violation
@@ -399,6 +411,10 @@ impl<R: RngCore, const MSG: usize, const RX: usize, const TX: usize> ClientFrame
                     return Some(Err(ClientError::Protocol));
                 }
             };
+            if result.len_from == 0 && result.len_to == 0 && !result.end_of_message {
+                // Nothing could be used: wait for more bytes.
+                return None;
+            }
             self.inbox.start += result.len_from;
             use ews::WebSocketReceiveMessageType as T;
             let data = matches!(result.message_type, T::Text | T::Binary);

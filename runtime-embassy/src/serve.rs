@@ -29,7 +29,7 @@ use switchboard_core::upgrade::{self, UpgradeError};
 use switchboard_core::{Authenticator, Config, ConnId, Hub, Output, Upgrade, ws};
 
 use crate::clock::Clock;
-use crate::framer::{ServerFramer, server_frame_len};
+use crate::framer::{FillError, ServerFramer, server_frame_len};
 
 /// How a connection ends, as the core decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -395,22 +395,23 @@ impl<A: Authenticator, S: Storage, const CONNS: usize, const OUT: usize>
         socket: &mut TcpSocket<'_>,
         framer: &mut ServerFramer<MSG, HEAD>,
     ) -> Option<ConnId> {
-        let mut head = [0u8; HEAD];
-        let mut len = 0;
+        // The head is read into the framer's read buffer: what follows it
+        // in the same reads is the WebSocket's already.
         loop {
-            if len == HEAD {
-                let _ = respond(socket, 431, "request header too large").await;
-                return None;
-            }
-            match socket.read(&mut head[len..]).await {
-                Ok(0) | Err(_) => return None,
-                Ok(n) => len += n,
+            match framer.fill(socket).await {
+                Ok(0) => return None,
+                Ok(_) => {}
+                Err(FillError::Full(_)) => {
+                    let _ = respond(socket, 431, "request header too large").await;
+                    return None;
+                }
+                Err(FillError::Io(_)) => return None,
             }
             let mut headers = [upgrade::Header {
                 name: "",
                 value: &[],
             }; MAX_HEADERS];
-            let request = match upgrade::parse_request(&head[..len], &mut headers) {
+            let request = match upgrade::parse_request(framer.buffered(), &mut headers) {
                 Ok(None) => continue,
                 Ok(Some(r)) => r,
                 Err(e) => {
@@ -467,19 +468,12 @@ impl<A: Authenticator, S: Storage, const CONNS: usize, const OUT: usize>
                     return None;
                 }
             };
+            let (accept, codec, echo) =
+                (handshake.accept, handshake.codec, handshake.echo_protocol);
             // What the client sent after its head is WebSocket already.
-            if framer.preload(&head[head_len..len]).is_err() {
-                let now = self.clock.now();
-                self.step(|st| st.hub.handle_close(now, conn));
-                return None;
-            }
-            let ok = accept_response(
-                socket,
-                handshake.accept_str(),
-                handshake.codec,
-                handshake.echo_protocol,
-            )
-            .await;
+            framer.consume(head_len);
+            let accept = core::str::from_utf8(&accept).unwrap_or("");
+            let ok = accept_response(socket, accept, codec, echo).await;
             if ok.is_err() {
                 let now = self.clock.now();
                 self.step(|st| st.hub.handle_close(now, conn));
