@@ -274,7 +274,21 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         from: Option<ConnId>,
         data: &[u8],
     ) -> Result<u64, PublishError> {
+        // Counted once accepted: a publish refused (4006, a full table) is
+        // not a published message in the stats and metrics.
+        let offset = self.accept_message(now, name, from, data)?;
         self.published += 1;
+        Ok(offset)
+    }
+
+    /// [`Hub::broadcast_message`] before it is counted.
+    fn accept_message(
+        &mut self,
+        now: Instant,
+        name: &str,
+        from: Option<ConnId>,
+        data: &[u8],
+    ) -> Result<u64, PublishError> {
         let keep = self.config.namespace_of(name).history_size as usize;
         let key = match self.index.find(name) {
             Some(k) => k,
