@@ -342,7 +342,7 @@ fn scale_client_child() {
                 Some(Ok(node)) => {
                     established += 1;
                     *by_node.entry(node).or_default() += 1;
-                    if established % 2000 == 0 {
+                    if established.is_multiple_of(2000) {
                         eprintln!(
                             "scale_client_child {octet}: {established} connected after {:.1} s",
                             t0.elapsed().as_secs_f64()
