@@ -333,6 +333,7 @@ fn scale_client_child() {
         }
         drop(ready_tx);
         drop(done_tx);
+        let t0 = Instant::now();
         let mut by_node: BTreeMap<String, u64> = BTreeMap::new();
         let mut failures: BTreeMap<String, u64> = BTreeMap::new();
         let mut established = 0u64;
@@ -341,6 +342,12 @@ fn scale_client_child() {
                 Some(Ok(node)) => {
                     established += 1;
                     *by_node.entry(node).or_default() += 1;
+                    if established.is_multiple_of(2000) {
+                        eprintln!(
+                            "scale_client_child {octet}: {established} connected after {:.1} s",
+                            t0.elapsed().as_secs_f64()
+                        );
+                    }
                 }
                 Some(Err(e)) => *failures.entry(e).or_default() += 1,
                 None => break,

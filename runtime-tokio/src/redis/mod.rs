@@ -522,7 +522,9 @@ async fn open(target: &Target, options: &RedisOptions) -> Result<Opened, RedisEr
             let (sink, stream) = pubsub.split();
             let mut sink = Subscriber::Single(sink);
             within(options.timeout, sink.control(CTL_ALL.to_owned())).await?;
-            Ok((Conn::Single(conn), sink, Incoming::Single(stream)))
+            let mut conn = Conn::Single(conn);
+            within(options.timeout, load_scripts(&mut conn)).await?;
+            Ok((conn, sink, Incoming::Single(stream)))
         }
         Target::Cluster(seeds, certs) => {
             let (tx, rx) = mpsc::unbounded_channel();
@@ -539,9 +541,35 @@ async fn open(target: &Target, options: &RedisOptions) -> Result<Opened, RedisEr
             let conn = within(options.timeout, client.get_async_connection()).await?;
             let mut sink = Subscriber::Cluster(conn.clone());
             within(options.timeout, sink.control(CTL_ALL.to_owned())).await?;
-            Ok((Conn::Cluster(conn), sink, Incoming::Cluster(rx)))
+            let mut conn = Conn::Cluster(conn);
+            within(options.timeout, load_scripts(&mut conn)).await?;
+            Ok((conn, sink, Incoming::Cluster(rx)))
         }
     }
+}
+
+/// Loads every script (`SCRIPT LOAD`; on a cluster, on every master) on a
+/// fresh connection, so that `EVALSHA` finds them: a miss falls back to
+/// `EVAL` for that one call, and the pipelined publishes of a window would
+/// then reach Redis out of the order they were issued in.
+async fn load_scripts(conn: &mut Conn) -> ::redis::RedisResult<()> {
+    for code in [
+        scripts::PUBLISH,
+        scripts::READ,
+        scripts::JOIN,
+        scripts::LEAVE,
+        scripts::TICK,
+        scripts::MEMBERS,
+        scripts::LEASE,
+        scripts::RELEASE,
+    ] {
+        let _: Value = ::redis::cmd("SCRIPT")
+            .arg("LOAD")
+            .arg(code)
+            .query_async(conn)
+            .await?;
+    }
+    Ok(())
 }
 
 async fn within<T>(
