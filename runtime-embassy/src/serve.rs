@@ -538,7 +538,14 @@ impl<A: Authenticator, S: Storage, const CONNS: usize, const OUT: usize>
                                 None => break,
                             }
                         }
-                        (n, if o.bytes.is_empty() { o.ending.clone() } else { None })
+                        (
+                            n,
+                            if o.bytes.is_empty() {
+                                o.ending.clone()
+                            } else {
+                                None
+                            },
+                        )
                     });
                     if n > 0 {
                         let write = match ending {
