@@ -125,8 +125,9 @@ fn workers_3_serve_more_connections_than_one_process_can_hold() {
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines() {
                 let Ok(line) = line else { return };
-                if let Some(rest) = line.strip_prefix("SBCHILD ")
-                    && tx.send((k, rest.to_owned())).is_err()
+                // libtest may print "test NAME ... " on the same line first.
+                if let Some(at) = line.find("SBCHILD ")
+                    && tx.send((k, line[at + 8..].to_owned())).is_err()
                 {
                     return;
                 }
