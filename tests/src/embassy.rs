@@ -205,21 +205,11 @@ macro_rules! embassy_suite {
                 #[test]
                 fn $name() {
                     let path = concat!("embassy_runtime::", stringify!($name));
-                    $crate::netns::in_namespace(path, std::time::Duration::from_secs(90), || {
-                        tokio::runtime::Builder::new_multi_thread()
-                            .worker_threads(2)
-                            .enable_all()
-                            .build()
-                            .expect("runtime")
-                            .block_on(async {
-                                tokio::time::timeout(
-                                    std::time::Duration::from_secs(60),
-                                    super::$name::<$crate::embassy::Embassy>(),
-                                )
-                                .await
-                                .expect("test timed out")
-                            });
-                    });
+                    $crate::netns::tokio_in_namespace(
+                        path,
+                        std::time::Duration::from_secs(90),
+                        super::$name::<$crate::embassy::Embassy>,
+                    );
                 }
             )*
         }

@@ -156,3 +156,27 @@ pub fn in_namespace(test: &str, deadline: Duration, body: impl FnOnce()) {
     }
     assert!(ran, "{test}: no test of that name ran inside the namespace");
 }
+
+/// [`in_namespace`] for an async test: inside the namespace, `body` runs on
+/// a two-thread tokio runtime and must finish within `deadline` less 30 s
+/// (so that its own timeout, with a clear message, comes before the
+/// parent's kill).
+pub fn tokio_in_namespace<F: std::future::Future<Output = ()>>(
+    test: &str,
+    deadline: Duration,
+    body: impl FnOnce() -> F,
+) {
+    in_namespace(test, deadline, || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(async {
+                let within = deadline.saturating_sub(Duration::from_secs(30));
+                tokio::time::timeout(within, body())
+                    .await
+                    .expect("test timed out")
+            })
+    });
+}

@@ -18,18 +18,7 @@ use switchboard_tokio::client::{Client, ClientOptions, Credentials, Event};
 
 /// Runs `body` on a tokio runtime inside a namespace of its own.
 fn in_ns<F: std::future::Future<Output = ()>>(test: &str, body: impl FnOnce() -> F) {
-    switchboard_tests::netns::in_namespace(test, Duration::from_secs(120), || {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime")
-            .block_on(async {
-                tokio::time::timeout(Duration::from_secs(90), body())
-                    .await
-                    .expect("test timed out")
-            })
-    });
+    switchboard_tests::netns::tokio_in_namespace(test, Duration::from_secs(120), body);
 }
 
 fn config() -> Config {

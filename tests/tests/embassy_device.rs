@@ -221,18 +221,7 @@ async fn receive(sub: &mut tokio_client::Client, n: usize) -> Vec<(String, u64, 
 #[test]
 fn device_publishes_to_a_tokio_hub_across_a_restart() {
     let test = "device_publishes_to_a_tokio_hub_across_a_restart";
-    switchboard_tests::netns::in_namespace(test, Duration::from_secs(120), || {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime")
-            .block_on(async {
-                tokio::time::timeout(Duration::from_secs(90), scenario())
-                    .await
-                    .expect("test timed out")
-            })
-    });
+    switchboard_tests::netns::tokio_in_namespace(test, Duration::from_secs(120), scenario);
 }
 
 async fn scenario() {
