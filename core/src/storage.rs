@@ -183,6 +183,13 @@ pub trait Storage {
         let _ = config;
         Ok(())
     }
+
+    /// `config` with every setting that [`Storage::check`] bounds lowered to
+    /// what these tables hold (history off where there is no ring), so that
+    /// `check` accepts it. Growable tables keep it as it is.
+    fn fit(config: crate::config::Config) -> crate::config::Config {
+        config
+    }
 }
 
 // ---------------------------------------------------------------- fixed
@@ -256,6 +263,19 @@ impl<
             ));
         }
         Ok(())
+    }
+
+    fn fit(mut config: crate::config::Config) -> crate::config::Config {
+        config.max_connections = config.max_connections.min(C);
+        config.max_rooms = config.max_rooms.min(R);
+        config.max_rooms_per_connection = config.max_rooms_per_connection.min(P);
+        let ring = if HB == 0 { 0 } else { H };
+        let cap = |n: u32| n.min(u32::try_from(ring).unwrap_or(u32::MAX));
+        config.default_namespace.history_size = cap(config.default_namespace.history_size);
+        for (_, ns) in config.namespaces.iter_mut() {
+            ns.history_size = cap(ns.history_size);
+        }
+        config
     }
 }
 

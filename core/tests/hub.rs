@@ -16,6 +16,7 @@ use switchboard_core::hub::{OverflowAction, PublishError, Refusal, Upgrade};
 use switchboard_core::protocol::{
     ClientFrame, Codec, FrameKind, MessageFrame, Recover, ServerFrame,
 };
+use switchboard_core::storage::Storage as _;
 use switchboard_core::{Config, Duration, NamespaceConfig, SlowConsumerPolicy};
 
 const P: Codec = Codec::Postcard;
@@ -1524,9 +1525,17 @@ fn disconnect_closes_the_named_user_or_client_with_4010() {
 #[test]
 fn a_node_id_set_by_the_runtime_prefixes_client_ids() {
     use switchboard_core::hub::Hub;
-    let hub = Hub::<support::TestAuth, support::Store>::new(quiet(), support::TestAuth, 1);
+    let hub = Hub::<support::TestAuth, support::Store>::new(
+        support::Store::fit(quiet()),
+        support::TestAuth,
+        1,
+    );
     for bad in ["", "123456789", "AB", "a-b"] {
-        let hub = Hub::<support::TestAuth, support::Store>::new(quiet(), support::TestAuth, 1);
+        let hub = Hub::<support::TestAuth, support::Store>::new(
+            support::Store::fit(quiet()),
+            support::TestAuth,
+            1,
+        );
         assert!(hub.unwrap().with_node_id(bad).is_err(), "{bad:?}");
     }
     let hub = hub.unwrap().with_node_id("n2a").expect("valid id");

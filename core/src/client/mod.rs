@@ -27,7 +27,8 @@
 //! use switchboard_core::Instant;
 //! let now = Instant::from_secs(1_000);
 //! let mut session = Session::new(ClientConfig::default(), 42);
-//! session.set_token(now, Some("a.jwt.token".into()), None);
+//! // A `String` with an allocator, a fixed-capacity string without one.
+//! session.set_token(now, Some("a.jwt.token".try_into().unwrap()), None);
 //! session.connect(now);
 //! while let Some(out) = session.poll_output() {
 //!     match out {

@@ -487,7 +487,7 @@ impl Harness {
 impl<A: Authenticator, S: Storage> Harness<A, S> {
     /// A hub with `config` and `auth`, clock at [`T0`].
     pub(crate) fn with(config: Config, auth: A) -> Self {
-        let hub = Hub::new(config, auth, 0x5eed).expect("valid config");
+        let hub = Hub::new(S::fit(config), auth, 0x5eed).expect("valid config");
         Harness::with_hub(hub)
     }
 
