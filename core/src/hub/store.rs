@@ -798,12 +798,12 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             ),
             Waiting::History { req, room } => {
                 if let Some(id) = conn {
-                    self.history_done(id, req, &room, result);
+                    self.read_done(id, req, &room, result, Self::history_frame);
                 }
             }
             Waiting::Presence { req, room } => {
                 if let Some(id) = conn {
-                    self.presence_done(id, req, &room, result);
+                    self.read_done(id, req, &room, result, Self::presence_frame);
                 }
             }
             Waiting::QueryHistory { room } => {
@@ -1053,11 +1053,21 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
         }
     }
 
-    fn history_done(&mut self, id: ConnId, req: Option<u64>, name: &str, result: StoreResult<'_>) {
+    /// Answers connection `id`'s read request (`history` or `presence`)
+    /// with the frame that `frame` encodes from the store's result, or
+    /// `error 4013` when the store failed it.
+    fn read_done(
+        &mut self,
+        id: ConnId,
+        req: Option<u64>,
+        name: &str,
+        result: StoreResult<'_>,
+        frame: ReadFrame<Self>,
+    ) {
         let Some(codec) = self.conns.at(id).map(|c| c.codec) else {
             return;
         };
-        match self.history_frame(codec, req, name, result) {
+        match frame(self, codec, req, name, result) {
             Some(encoded) => self.unicast(id, codec, encoded),
             None => self.reply_error(id, req, ErrorCode::Unavailable, STORE_FAILED),
         }
@@ -1103,16 +1113,6 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
                 )
             },
         ))
-    }
-
-    fn presence_done(&mut self, id: ConnId, req: Option<u64>, name: &str, result: StoreResult<'_>) {
-        let Some(codec) = self.conns.at(id).map(|c| c.codec) else {
-            return;
-        };
-        match self.presence_frame(codec, req, name, result) {
-            Some(encoded) => self.unicast(id, codec, encoded),
-            None => self.reply_error(id, req, ErrorCode::Unavailable, STORE_FAILED),
-        }
     }
 
     /// Encodes the `presence` frame of the members the store listed; `None`
@@ -1469,3 +1469,13 @@ fn stored_frame<'a>(room: &'a str, epoch: &'a str, m: &StoredMessage<'a>) -> Mes
         data: Data::Borrowed(m.data),
     }
 }
+
+/// [`Hub::history_frame`] or [`Hub::presence_frame`]: a read's answer encoded
+/// from the store's result (`None` when the store failed it).
+type ReadFrame<H> = fn(
+    &mut H,
+    Codec,
+    Option<u64>,
+    &str,
+    StoreResult<'_>,
+) -> Option<Result<Range<usize>, crate::protocol::EncodeError>>;
