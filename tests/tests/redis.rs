@@ -936,3 +936,72 @@ async fn a_dead_cluster_master_fails_only_its_rooms_and_they_recover_with_it() {
     );
     assert_eq!(m["data"], 2);
 }
+
+/// A publisher that keeps many publishes in flight (as a windowed client
+/// does) gets them stored in the order it sent them: offsets follow the
+/// connection's order, and a subscriber on another node sees that order.
+async fn pipelined_publishes_keep_their_order(url: &str) {
+    const ROUNDS: u64 = 5;
+    const WINDOW: u64 = 200;
+    let mut config = config();
+    config.rate_limit = 100_000;
+    config.rate_burst = 100_000;
+    config.default_namespace.history_size = 1_000;
+    let a = node_with(url, config.clone()).await;
+    let b = node_with(url, config).await;
+    let (mut watcher, _) = client(&b).await;
+    subscribe(&mut watcher, "order", json!({})).await;
+    let (mut publisher, _) = client(&a).await;
+    let mut acked = Vec::new();
+    for round in 0..ROUNDS {
+        for i in 0..WINDOW {
+            let n = round * WINDOW + i;
+            send_json(
+                &mut publisher,
+                json!({"type": "publish", "room": "order", "data": n, "id": n + 1}),
+            )
+            .await;
+        }
+        for _ in 0..WINDOW {
+            let ack = next_of(&mut publisher, &["ack", "error"]).await;
+            assert_eq!(ack["type"], "ack", "{ack}");
+            acked.push((
+                ack["id"].as_u64().expect("id"),
+                ack["offset"].as_u64().expect("offset"),
+            ));
+        }
+    }
+    acked.sort_unstable();
+    let out_of_order = acked.windows(2).filter(|w| w[1].1 <= w[0].1).count();
+    assert_eq!(
+        out_of_order, 0,
+        "offsets do not follow the send order: {acked:?}"
+    );
+    let mut seen = Vec::new();
+    while seen.len() < (ROUNDS * WINDOW) as usize {
+        let m = next_of(&mut watcher, &["message"]).await;
+        seen.push(m["data"].as_u64().expect("data"));
+    }
+    let expected: Vec<u64> = (0..ROUNDS * WINDOW).collect();
+    assert_eq!(
+        seen, expected,
+        "a subscriber on another node saw another order"
+    );
+}
+
+#[tokio::test]
+async fn pipelined_publishes_of_one_connection_keep_their_order() {
+    let redis = RedisServer::start();
+    pipelined_publishes_keep_their_order(&redis.url()).await;
+}
+
+#[tokio::test]
+async fn pipelined_publishes_keep_their_order_on_a_redis_cluster() {
+    let cluster = switchboard_tests::redis::RedisCluster::start();
+    let seeds: Vec<String> = cluster
+        .urls()
+        .iter()
+        .map(|u| u.trim_start_matches("redis://").to_owned())
+        .collect();
+    pipelined_publishes_keep_their_order(&format!("redis+cluster://{}", seeds.join(","))).await;
+}

@@ -261,19 +261,27 @@ struct Scripts {
     nodes: Script,
 }
 
+/// One publish, owned: the arguments of the publish script.
+struct Append {
+    op: OpId,
+    room: String,
+    body: Vec<u8>,
+    key: Option<String>,
+    window_secs: u64,
+    /// The deadline as Redis `TIME` compares it (Unix ms).
+    deadline_ms: u64,
+    /// The same deadline on this node's clock: the answer is given by then.
+    until: tokio::time::Instant,
+    history_size: u32,
+    history_ttl_ms: u64,
+}
+
+/// The most publishes of one room sent to Redis as one pipeline.
+const MAX_BATCH: usize = 64;
+
 /// An operation, owned, on its way to the dispatcher.
 enum Job {
-    Append {
-        op: OpId,
-        room: String,
-        body: Vec<u8>,
-        key: Option<String>,
-        window_secs: u64,
-        deadline_ms: u64,
-        wait: Duration,
-        history_size: u32,
-        history_ttl_ms: u64,
-    },
+    Append(Append),
     Read {
         op: OpId,
         room: String,
@@ -632,7 +640,7 @@ impl Store for RedisStore {
             } => {
                 let left = deadline.saturating_since(now);
                 let wait = Duration::from_micros(left.as_micros());
-                Job::Append {
+                Job::Append(Append {
                     op,
                     room: room.to_owned(),
                     body: codec::encode_body(
@@ -646,10 +654,10 @@ impl Store for RedisStore {
                         0
                     },
                     deadline_ms: unix_ms() + wait.as_millis() as u64,
-                    wait,
+                    until: tokio::time::Instant::now() + wait,
                     history_size,
                     history_ttl_ms: history_ttl_secs.saturating_mul(1000),
-                }
+                })
             }
             StoreOp::Read {
                 op,
@@ -841,6 +849,165 @@ impl Inner {
         connection
     }
 
+    /// The publish script for one publish, as a command for a pipeline.
+    fn publish_command(&self, a: &Append) -> Cmd {
+        let idem = match &a.key {
+            Some(k) => format!("sb:{{{}}}:k:{k}", a.room),
+            None => meta_key(&a.room),
+        };
+        let mut cmd = ::redis::cmd("EVALSHA");
+        cmd.arg(self.scripts.publish.get_hash())
+            .arg(4)
+            .arg(meta_key(&a.room))
+            .arg(stream_key(&a.room))
+            .arg(idem)
+            .arg(channel(&a.room))
+            .arg(a.deadline_ms)
+            .arg(self.epoch_suffix())
+            .arg(&a.body)
+            .arg(a.history_size)
+            .arg(a.history_ttl_ms)
+            .arg(a.window_secs)
+            .arg(self.publish_cmd)
+            .arg(META_TTL_MS.max(a.history_ttl_ms));
+        cmd
+    }
+
+    /// Stores publishes of one room, in the order given, as one pipeline on
+    /// one connection, so Redis runs the scripts in that order: the order in
+    /// which the hub asked, which is each connection's own order. Answers
+    /// every publish and returns the room.
+    ///
+    /// The whole pipeline waits until the latest deadline of the batch; a
+    /// publish whose deadline passes meanwhile is refused by the script
+    /// itself (it compares its deadline with Redis `TIME`), so an answer that
+    /// comes late is never a fake ack.
+    async fn append(self: Arc<Self>, batch: Vec<Append>) -> String {
+        let room = batch.first().map(|a| a.room.clone()).unwrap_or_default();
+        let Some(link) = self.link().cloned() else {
+            return room;
+        };
+        let now = tokio::time::Instant::now();
+        let (live, late): (Vec<Append>, Vec<Append>) =
+            batch.into_iter().partition(|a| a.until > now);
+        for a in late {
+            tracing::debug!(room = a.room, "publish waited past its deadline");
+            link.result(a.op, StoreResult::Unavailable);
+        }
+        let Some(until) = live.iter().map(|a| a.until).max() else {
+            return room;
+        };
+        let Some(mut conn) = self.connection() else {
+            for a in &live {
+                link.result(a.op, StoreResult::Unavailable);
+            }
+            return room;
+        };
+        let started = std::time::Instant::now();
+        let mut from = 0;
+        let mut reloaded = false;
+        while from < live.len() {
+            let mut pipe = ::redis::pipe();
+            pipe.ignore_errors();
+            for a in &live[from..] {
+                pipe.add_command(self.publish_command(a));
+            }
+            let wait = until.saturating_duration_since(tokio::time::Instant::now());
+            let replies: Result<Vec<::redis::RedisResult<Value>>, _> =
+                within(wait, pipe.query_async(&mut conn)).await;
+            let replies = match replies {
+                Ok(r) => r,
+                Err(e) => {
+                    let down = self.failed("publish", &e);
+                    for a in &live[from..] {
+                        link.result(
+                            a.op,
+                            if down {
+                                StoreResult::Unavailable
+                            } else {
+                                StoreResult::Failed
+                            },
+                        );
+                    }
+                    break;
+                }
+            };
+            let sent = live.len() - from;
+            let mut next = live.len();
+            for (i, reply) in replies.into_iter().enumerate().take(sent) {
+                let a = &live[from + i];
+                match reply {
+                    Ok(v) => match parse_appended(&v) {
+                        Some((epoch, offset, duplicate)) => link.result(
+                            a.op,
+                            StoreResult::Appended {
+                                epoch: &epoch,
+                                offset,
+                                duplicate,
+                            },
+                        ),
+                        None => {
+                            tracing::debug!(room = a.room, "redis refused a late publish");
+                            link.result(a.op, StoreResult::Failed);
+                        }
+                    },
+                    // The scripts were flushed (a restarted or failed-over
+                    // Redis): every later one in the pipeline failed the same
+                    // way, so load them and send the rest again, in order.
+                    Err(e)
+                        if !reloaded
+                            && e.kind()
+                                == ::redis::ErrorKind::Server(
+                                    ::redis::ServerErrorKind::NoScript,
+                                ) =>
+                    {
+                        next = from + i;
+                        break;
+                    }
+                    Err(e) => {
+                        let down = self.failed("publish", &RedisError::Redis(e));
+                        link.result(
+                            a.op,
+                            if down {
+                                StoreResult::Unavailable
+                            } else {
+                                StoreResult::Failed
+                            },
+                        );
+                    }
+                }
+            }
+            if next == live.len() {
+                break;
+            }
+            reloaded = true;
+            from = next;
+            let wait = until.saturating_duration_since(tokio::time::Instant::now());
+            if let Err(e) = within(wait, load_scripts(&mut conn)).await {
+                let down = self.failed("script load", &e);
+                for a in &live[from..] {
+                    link.result(
+                        a.op,
+                        if down {
+                            StoreResult::Unavailable
+                        } else {
+                            StoreResult::Failed
+                        },
+                    );
+                }
+                break;
+            }
+        }
+        let us = self.measured(started);
+        tracing::trace!(
+            room,
+            publishes = live.len(),
+            roundtrip_us = us,
+            "redis publish"
+        );
+        room
+    }
+
     /// Runs one job to its answer.
     async fn run(self: Arc<Self>, job: Job) {
         let Some(link) = self.link().cloned() else {
@@ -850,68 +1017,10 @@ impl Inner {
         let timeout = self.options.timeout;
         let conn = self.connection();
         match job {
-            Job::Append {
-                op,
-                room,
-                body,
-                key,
-                window_secs,
-                deadline_ms,
-                wait,
-                history_size,
-                history_ttl_ms,
-            } => {
-                let Some(mut conn) = conn else {
-                    return link.result(op, StoreResult::Unavailable);
-                };
-                let idem = match &key {
-                    Some(k) => format!("sb:{{{room}}}:k:{k}"),
-                    None => meta_key(&room),
-                };
-                let meta_ttl = META_TTL_MS.max(history_ttl_ms);
-                let mut inv = self.scripts.publish.prepare_invoke();
-                inv.key(meta_key(&room))
-                    .key(stream_key(&room))
-                    .key(idem)
-                    .key(channel(&room))
-                    .arg(deadline_ms)
-                    .arg(self.epoch_suffix())
-                    .arg(&body)
-                    .arg(history_size)
-                    .arg(history_ttl_ms)
-                    .arg(window_secs)
-                    .arg(self.publish_cmd)
-                    .arg(meta_ttl);
-                let r: Result<Value, _> = within(wait, inv.invoke_async(&mut conn)).await;
-                let us = self.measured(started);
-                tracing::trace!(room, roundtrip_us = us, "redis publish");
-                match r {
-                    Ok(v) => match parse_appended(&v) {
-                        Some((epoch, offset, duplicate)) => link.result(
-                            op,
-                            StoreResult::Appended {
-                                epoch: &epoch,
-                                offset,
-                                duplicate,
-                            },
-                        ),
-                        None => {
-                            tracing::debug!(room, "redis refused a late publish");
-                            link.result(op, StoreResult::Failed)
-                        }
-                    },
-                    Err(e) => {
-                        let down = self.failed("publish", &e);
-                        link.result(
-                            op,
-                            if down {
-                                StoreResult::Unavailable
-                            } else {
-                                StoreResult::Failed
-                            },
-                        )
-                    }
-                }
+            // The dispatcher sends publishes to `append` itself, one room's
+            // in order; this arm only keeps the match whole.
+            Job::Append(a) => {
+                self.append(vec![a]).await;
             }
             Job::Read {
                 op,
@@ -1207,16 +1316,46 @@ fn parse_read(v: &Value) -> Option<ReadAnswer> {
 /// channel is subscribed) before any later job is sent; the others are
 /// pipelined on the multiplexed connection, sent in order.
 async fn dispatch(inner: Arc<Inner>, mut jobs: mpsc::UnboundedReceiver<Job>) {
-    let mut inflight = FuturesUnordered::new();
+    // Publishes of a room with a pipeline on its way wait here for it, then
+    // go as the next pipeline. The order in which futures are first polled
+    // is not the order they were pushed (a future that yields goes to the
+    // back), so one room's publishes never race each other to the socket.
+    let mut waiting: HashMap<String, std::collections::VecDeque<Append>> = HashMap::new();
+    let mut inflight: FuturesUnordered<BoxFuture<'static, Option<String>>> =
+        FuturesUnordered::new();
     loop {
         tokio::select! {
             job = jobs.recv() => match job {
                 None => return,
                 Some(Job::Listen(room)) => inner.listen(room).await,
                 Some(Job::Unlisten(room)) => inner.unlisten(room).await,
-                Some(job) => inflight.push(inner.clone().run(job)),
+                Some(Job::Append(a)) => match waiting.get_mut(&a.room) {
+                    Some(queue) => queue.push_back(a),
+                    None => {
+                        waiting.insert(a.room.clone(), Default::default());
+                        let inner = inner.clone();
+                        inflight.push(Box::pin(async move { Some(inner.append(vec![a]).await) }));
+                    }
+                },
+                Some(job) => {
+                    let inner = inner.clone();
+                    inflight.push(Box::pin(async move {
+                        inner.run(job).await;
+                        None
+                    }));
+                }
             },
-            Some(()) = inflight.next(), if !inflight.is_empty() => {}
+            Some(done) = inflight.next(), if !inflight.is_empty() => {
+                let Some(room) = done else { continue };
+                let Some(queue) = waiting.get_mut(&room) else { continue };
+                if queue.is_empty() {
+                    waiting.remove(&room);
+                    continue;
+                }
+                let batch: Vec<Append> = queue.drain(..queue.len().min(MAX_BATCH)).collect();
+                let inner = inner.clone();
+                inflight.push(Box::pin(async move { Some(inner.append(batch).await) }));
+            }
         }
     }
 }
