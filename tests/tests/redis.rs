@@ -1005,3 +1005,90 @@ async fn pipelined_publishes_keep_their_order_on_a_redis_cluster() {
         .collect();
     pipelined_publishes_keep_their_order(&format!("redis+cluster://{}", seeds.join(","))).await;
 }
+
+/// A member that joins and leaves many times in a row, without waiting,
+/// ends up gone from the cluster's presence at once: one room's joins and
+/// leaves reach Redis in the order they happened, so no `join` overtakes
+/// the `leave` after it (which would leave a ghost until the expiry).
+#[tokio::test]
+async fn quick_joins_and_leaves_leave_no_ghost_member() {
+    const FLIPS: u64 = 200;
+    let redis = RedisServer::start();
+    let mut config = config();
+    config.rate_limit = 100_000;
+    config.rate_burst = 100_000;
+    let a = node_with(&redis.url(), config.clone()).await;
+    let b = node_with(&redis.url(), config).await;
+    let (mut watcher, me) = client(&b).await;
+    subscribe(&mut watcher, "chat:flip", json!({"presence": true})).await;
+    let (mut flipper, _) = client(&a).await;
+    // Other rooms keep the node's Redis queue busy meanwhile.
+    let (mut noise, _) = client(&a).await;
+    let noisy = tokio::spawn(async move {
+        for round in 0..FLIPS {
+            for i in 0..50 {
+                let room = format!("chat:noise{}", i % 10);
+                send_json(
+                    &mut noise,
+                    json!({"type": "publish", "room": room, "data": i, "id": round * 50 + i + 1}),
+                )
+                .await;
+            }
+            for _ in 0..50 {
+                next_of(&mut noise, &["ack", "error"]).await;
+            }
+        }
+    });
+    // Each leave is sent right before the next join, so the two are on
+    // their way to Redis together.
+    for i in 0..FLIPS {
+        send_json(
+            &mut flipper,
+            json!({"type": "subscribe", "room": "chat:flip", "presence": true, "id": 2 * i + 1}),
+        )
+        .await;
+        next_of(&mut flipper, &["subscribed"]).await;
+        send_json(
+            &mut flipper,
+            json!({"type": "unsubscribe", "room": "chat:flip", "id": 2 * i + 2}),
+        )
+        .await;
+    }
+    next_of(&mut flipper, &["unsubscribed"]).await;
+    // The watcher on the other node sees the member come and go FLIPS
+    // times, alternating, ending gone.
+    let mut last = "leave".to_owned();
+    let mut n = 0;
+    while n < 2 * FLIPS {
+        let e = tokio::time::timeout(
+            Duration::from_secs(3),
+            next_of(&mut watcher, &["join", "leave"]),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("only {n} of {} join/leave events", 2 * FLIPS));
+        if e["member"]["client"] == me.as_str() {
+            continue; // the watcher's own join
+        }
+        let kind = e["type"].as_str().expect("type").to_owned();
+        assert_ne!(kind, last, "event {n}: two {kind}s in a row: {e}");
+        last = kind;
+        n += 1;
+    }
+    send_json(
+        &mut watcher,
+        json!({"type": "presence", "room": "chat:flip", "id": 7}),
+    )
+    .await;
+    let p = next_of(&mut watcher, &["presence"]).await;
+    let members: Vec<&str> = p["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| m["client"].as_str().expect("client"))
+        .collect();
+    assert_eq!(
+        members,
+        [me.as_str()],
+        "a member that left is still present: {p}"
+    );
+}

@@ -1017,8 +1017,8 @@ impl Inner {
         let timeout = self.options.timeout;
         let conn = self.connection();
         match job {
-            // The dispatcher sends publishes to `append` itself, one room's
-            // in order; this arm only keeps the match whole.
+            // The dispatcher sends publishes to `append` itself (see
+            // `room_step`); this arm only keeps the match whole.
             Job::Append(a) => {
                 self.append(vec![a]).await;
             }
@@ -1315,12 +1315,53 @@ fn parse_read(v: &Value) -> Option<ReadAnswer> {
 /// Runs the jobs in the order the hub issued them: a listen completes (the
 /// channel is subscribed) before any later job is sent; the others are
 /// pipelined on the multiplexed connection, sent in order.
+/// The room whose order a job must keep: publishes and presence changes.
+fn ordered_room(job: &Job) -> Option<&str> {
+    match job {
+        Job::Append(a) => Some(&a.room),
+        Job::Join { room, .. } | Job::Leave { room, .. } => Some(room),
+        _ => None,
+    }
+}
+
+/// The next step of a room's queue: the publishes at its head as one
+/// pipeline (at most [`MAX_BATCH`]), or the presence change at its head.
+fn room_step(
+    inner: &Arc<Inner>,
+    queue: &mut std::collections::VecDeque<Job>,
+) -> Option<BoxFuture<'static, Option<String>>> {
+    let inner = inner.clone();
+    match queue.pop_front()? {
+        Job::Append(first) => {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match queue.pop_front() {
+                    Some(Job::Append(a)) => batch.push(a),
+                    Some(other) => {
+                        queue.push_front(other);
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            Some(Box::pin(async move { Some(inner.append(batch).await) }))
+        }
+        job => Some(Box::pin(async move {
+            let room = ordered_room(&job).map(str::to_owned);
+            inner.run(job).await;
+            room
+        })),
+    }
+}
+
 async fn dispatch(inner: Arc<Inner>, mut jobs: mpsc::UnboundedReceiver<Job>) {
-    // Publishes of a room with a pipeline on its way wait here for it, then
-    // go as the next pipeline. The order in which futures are first polled
-    // is not the order they were pushed (a future that yields goes to the
-    // back), so one room's publishes never race each other to the socket.
-    let mut waiting: HashMap<String, std::collections::VecDeque<Append>> = HashMap::new();
+    // One room's publishes and presence changes go to Redis one step at a
+    // time, in the order the hub asked: the order in which futures are
+    // first polled is not the order they were pushed (a future that yields
+    // goes to the back), so two of them must never race to the socket. A
+    // room's jobs that come while a step is on its way wait here and go as
+    // the next step (publishes together, as one pipeline).
+    let mut waiting: HashMap<String, std::collections::VecDeque<Job>> = HashMap::new();
     let mut inflight: FuturesUnordered<BoxFuture<'static, Option<String>>> =
         FuturesUnordered::new();
     loop {
@@ -1329,32 +1370,34 @@ async fn dispatch(inner: Arc<Inner>, mut jobs: mpsc::UnboundedReceiver<Job>) {
                 None => return,
                 Some(Job::Listen(room)) => inner.listen(room).await,
                 Some(Job::Unlisten(room)) => inner.unlisten(room).await,
-                Some(Job::Append(a)) => match waiting.get_mut(&a.room) {
-                    Some(queue) => queue.push_back(a),
+                Some(job) => match ordered_room(&job).map(str::to_owned) {
+                    Some(room) => {
+                        if let Some(queue) = waiting.get_mut(&room) {
+                            queue.push_back(job);
+                        } else {
+                            let mut queue = std::collections::VecDeque::from([job]);
+                            inflight.extend(room_step(&inner, &mut queue));
+                            waiting.insert(room, queue);
+                        }
+                    }
                     None => {
-                        waiting.insert(a.room.clone(), Default::default());
                         let inner = inner.clone();
-                        inflight.push(Box::pin(async move { Some(inner.append(vec![a]).await) }));
+                        inflight.push(Box::pin(async move {
+                            inner.run(job).await;
+                            None
+                        }));
                     }
                 },
-                Some(job) => {
-                    let inner = inner.clone();
-                    inflight.push(Box::pin(async move {
-                        inner.run(job).await;
-                        None
-                    }));
-                }
             },
             Some(done) = inflight.next(), if !inflight.is_empty() => {
                 let Some(room) = done else { continue };
                 let Some(queue) = waiting.get_mut(&room) else { continue };
-                if queue.is_empty() {
-                    waiting.remove(&room);
-                    continue;
+                match room_step(&inner, queue) {
+                    Some(step) => inflight.push(step),
+                    None => {
+                        waiting.remove(&room);
+                    }
                 }
-                let batch: Vec<Append> = queue.drain(..queue.len().min(MAX_BATCH)).collect();
-                let inner = inner.clone();
-                inflight.push(Box::pin(async move { Some(inner.append(batch).await) }));
             }
         }
     }
