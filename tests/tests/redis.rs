@@ -1091,4 +1091,5 @@ async fn quick_joins_and_leaves_leave_no_ghost_member() {
         [me.as_str()],
         "a member that left is still present: {p}"
     );
+    noisy.await.expect("noise publisher");
 }
