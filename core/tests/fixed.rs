@@ -595,3 +595,74 @@ mod ring {
         }
     }
 }
+
+/// 41 connections and 40 members per room, 8 KiB (or 1 KiB) of pending frames.
+type Crowd = Fixed<41, 2, 40, 1, 256, 8192>;
+type CrowdSmallArena = Fixed<41, 2, 40, 1, 256, 1024>;
+
+fn crowd_config() -> Config {
+    let mut c = Config {
+        max_connections: 41,
+        max_rooms: 2,
+        max_rooms_per_connection: 1,
+        ..Config::default()
+    };
+    c.default_namespace.presence = true;
+    c
+}
+
+/// Fills `chat:crowd` with 40 presence members and asks for the list in
+/// JSON; returns the raw reply.
+fn crowd_presence<S: switchboard_core::storage::Storage>(h: &mut Harness<TestAuth, S>) -> String {
+    let mut conns = std::vec::Vec::new();
+    for i in 0..40 {
+        let (c, _) = h.connect(P, &std::format!("user:u{i}"));
+        h.send(c, &support::subscribe_watching("chat:crowd", 1));
+        conns.push(c);
+        h.drain();
+    }
+    let j = h.open(Codec::Json);
+    h.send_raw(
+        j,
+        switchboard_core::FrameKind::Text,
+        br#"{"type":"auth","token":"user:watcher"}"#,
+    );
+    h.take(j);
+    h.send_raw(
+        j,
+        switchboard_core::FrameKind::Text,
+        br#"{"type":"presence","room":"chat:crowd","id":9}"#,
+    );
+    let rx = h.take(j);
+    let frames = rx.raw_frames();
+    assert_eq!(frames.len(), 1, "one reply");
+    std::string::String::from_utf8(frames[0].to_vec()).unwrap()
+}
+
+#[test]
+fn a_full_room_lists_every_member_in_one_presence_reply() {
+    // More members than the 32 an earlier version gathered on the stack.
+    let mut h: Harness<TestAuth, Crowd> = Harness::with(crowd_config(), TestAuth);
+    let reply = crowd_presence(&mut h);
+    assert!(
+        reply.starts_with(r#"{"type":"presence","id":9,"room":"chat:crowd","members":["#),
+        "{reply}"
+    );
+    assert_eq!(reply.matches(r#""client":"#).count(), 40, "{reply}");
+    for i in 0..40 {
+        assert!(
+            reply.contains(&std::format!(r#""user":"u{i}""#)),
+            "u{i} missing: {reply}"
+        );
+    }
+}
+
+#[test]
+fn a_presence_list_larger_than_the_output_storage_is_4006_not_truncated() {
+    let mut h: Harness<TestAuth, CrowdSmallArena> = Harness::with(crowd_config(), TestAuth);
+    let reply = crowd_presence(&mut h);
+    assert_eq!(
+        reply,
+        r#"{"type":"error","id":9,"code":4006,"reason":"presence list larger than the output buffer"}"#
+    );
+}

@@ -30,40 +30,41 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
     }
 
     /// Encodes the `presence` frame of `name` from this hub's own tables.
-    /// Without an allocator, a room with more members than one reply
-    /// gathers on the stack is refused (4006), never truncated.
+    /// The list is gathered in the storage's own member list, so it holds
+    /// every member a room can have: never truncated. A reply larger than
+    /// the output storage (fixed capacities) answers 4006 instead.
     pub(super) fn presence_local(
         &mut self,
         codec: Codec,
         req: Option<u64>,
         name: &str,
     ) -> Result<Result<Range<usize>, crate::protocol::EncodeError>, (ErrorCode, &'static str)> {
-        #[cfg(feature = "alloc")]
-        let mut members: Vec<Member<'_>> = Vec::new();
-        #[cfg(not(feature = "alloc"))]
-        let mut members: heapless::Vec<Member<'_>, 32> = heapless::Vec::new();
+        let mut members: S::Members<Member<'_>> = Default::default();
         if let Some(room) = self.index.find(name).and_then(|k| self.rooms.get(k)) {
             for s in room.subscribers.as_slice() {
-                if let Some(m) = member_in::<S, A::Identity>(&self.conns, s.conn) {
-                    #[cfg(feature = "alloc")]
-                    members.push(m);
-                    // Never a truncated list: a room with more members than
-                    // one reply gathers on the stack answers 4006.
-                    #[cfg(not(feature = "alloc"))]
-                    if members.push(m).is_err() {
-                        return Err((ErrorCode::Limit, "presence list larger than one reply"));
-                    }
+                if let Some(m) = member_in::<S, A::Identity>(&self.conns, s.conn)
+                    && members.push(m).is_err()
+                {
+                    // Cannot happen: a room has no more subscribers than
+                    // one member list holds. Still never a truncated list.
+                    return Err((ErrorCode::Limit, "presence list larger than one reply"));
                 }
             }
         }
         let frame = ServerFrame::Presence {
             id: req,
             room: Text::Borrowed(name),
-            members: crate::protocol::Seq::Borrowed(&members),
+            members: crate::protocol::Seq::Borrowed(members.as_slice()),
         };
         let r = self.arena.encode(codec, &frame);
         drop(members);
-        Ok(r)
+        match r {
+            Err(crate::protocol::EncodeError::BufferFull) => Err((
+                ErrorCode::Limit,
+                "presence list larger than the output buffer",
+            )),
+            r => Ok(r),
+        }
     }
 
     /// Sends `join` (or `leave`) of `member` to the presence watchers of room `key`.
