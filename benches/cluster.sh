@@ -90,7 +90,8 @@ start_node() {
 }
 
 cfg="$OUT/bench.toml"
-printf '[namespaces.default]\nhistory_size = 100\n' >"$cfg"
+# No rate limit: the acks scenario's publishers each go past 1,000/s.
+printf 'rate_limit = 0\n\n[namespaces.default]\nhistory_size = 100\n' >"$cfg"
 
 # One run: LABEL ROUND LOADGEN-ARGS...; nodes and Redis are up already.
 gen() {
