@@ -93,6 +93,9 @@ pub struct Switchboard<A: Authenticator, S: Storage, const CONNS: usize, const O
     state: Mutex<CriticalSectionRawMutex, RefCell<State<A, S, CONNS, OUT>>>,
     /// One per connection slot: "your outbox has something".
     wake: [Signal<CriticalSectionRawMutex, ()>; CONNS],
+    /// One per connection slot: "the hub ended this connection" (a write
+    /// that a peer which never reads blocks must not hold the end back).
+    ended: [Signal<CriticalSectionRawMutex, ()>; CONNS],
     /// "The next deadline may be sooner".
     timer: Signal<CriticalSectionRawMutex, ()>,
     clock: Clock,
@@ -180,6 +183,7 @@ impl<A: Authenticator, S: Storage, const CONNS: usize, const OUT: usize>
                 outboxes: [const { Outbox::new() }; CONNS],
             })),
             wake: [const { Signal::new() }; CONNS],
+            ended: [const { Signal::new() }; CONNS],
             timer: Signal::new(),
             clock,
             max_queue,
@@ -222,16 +226,23 @@ impl<A: Authenticator, S: Storage, const CONNS: usize, const OUT: usize>
     /// outboxes (the core's drain rule) and wakes their tasks.
     fn step<R>(&self, input: impl FnOnce(&mut State<A, S, CONNS, OUT>) -> R) -> R {
         let mut woken = [false; CONNS];
+        let mut ended = [false; CONNS];
         let now = self.clock.now();
         let before = self.with(|st| st.hub.poll_timeout());
         let (r, after) = self.with(|st| {
             let r = input(st);
             self.drain(st, now, &mut woken);
+            for (slot, o) in st.outboxes.iter().enumerate() {
+                ended[slot] = o.conn.is_some() && o.ending.is_some();
+            }
             (r, st.hub.poll_timeout())
         });
         for (slot, w) in woken.iter().enumerate() {
             if *w {
                 self.wake[slot].signal(());
+            }
+            if ended[slot] {
+                self.ended[slot].signal(());
             }
         }
         if after.is_some() && (before.is_none() || after < before) {
@@ -452,6 +463,7 @@ impl<A: Authenticator, S: Storage, const CONNS: usize, const OUT: usize>
                         *o = Outbox::new();
                         o.conn = Some(conn);
                         self.wake[slot].reset();
+                        self.ended[slot].reset();
                         Ok(conn)
                     }
                     None => {
@@ -482,6 +494,19 @@ impl<A: Authenticator, S: Storage, const CONNS: usize, const OUT: usize>
             // The welcome (or a 4001) may be queued already.
             self.wake[conn.slot() as usize].signal(());
             return Some(conn);
+        }
+    }
+
+    /// Returns once the hub has ended the connection in `slot`: at once for
+    /// a Drop, [`CLOSE_DEADLINE`] later for a Close (the time its last
+    /// bytes and the Close frame have to go out).
+    async fn ended(&self, slot: usize) {
+        self.ended[slot].wait().await;
+        // Taken by this wait: given back for the waits after it.
+        self.ended[slot].signal(());
+        let drop = self.with(|st| matches!(st.outboxes[slot].ending, Some(Ending::Drop)));
+        if !drop {
+            Timer::after(CLOSE_DEADLINE).await;
         }
     }
 
@@ -548,15 +573,13 @@ impl<A: Authenticator, S: Storage, const CONNS: usize, const OUT: usize>
                         )
                     });
                     if n > 0 {
-                        let write = match ending {
-                            // The last bytes before a close: bounded.
-                            Some(_) => with_timeout(CLOSE_DEADLINE, writer.write_all(&chunk[..n]))
-                                .await
-                                .unwrap_or(Ok(())),
-                            None => writer.write_all(&chunk[..n]).await,
-                        };
-                        if write.is_err() {
-                            return;
+                        // A write the peer's full window blocks ends once
+                        // the hub ends the connection: a Drop at once, a
+                        // Close (e.g. 4009 for the queue this write is
+                        // stuck behind) after its short deadline.
+                        match select(writer.write_all(&chunk[..n]), self.ended(slot)).await {
+                            Either::First(Ok(())) => {}
+                            Either::First(Err(_)) | Either::Second(()) => return,
                         }
                         if ending.is_none() {
                             continue;
@@ -580,8 +603,11 @@ impl<A: Authenticator, S: Storage, const CONNS: usize, const OUT: usize>
                         None => break,
                     }
                 }
-                if writer.flush().await.is_err() {
-                    return;
+                // Flushing waits for the peer's ACKs: one that never reads
+                // holds it until the hub ends the connection.
+                match select(writer.flush(), self.ended(slot)).await {
+                    Either::First(Ok(())) => {}
+                    Either::First(Err(_)) | Either::Second(()) => return,
                 }
             }
         };
