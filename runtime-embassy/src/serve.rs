@@ -81,6 +81,9 @@ impl<const OUT: usize> Outbox<OUT> {
 struct State<A: Authenticator, S: Storage, const CONNS: usize, const OUT: usize> {
     hub: Hub<A, S>,
     outboxes: [Outbox<OUT>; CONNS],
+    /// Bytes each connection's unfinished inbound message holds (its
+    /// framer's, bounded by `max_frame`): `/healthz` `inbound_bytes`.
+    inbound: [usize; CONNS],
 }
 
 /// The shared hub: the core's hub with fixed storage `S`, at most `CONNS`
@@ -181,6 +184,7 @@ impl<A: Authenticator, S: Storage, const CONNS: usize, const OUT: usize>
             state: Mutex::new(RefCell::new(State {
                 hub,
                 outboxes: [const { Outbox::new() }; CONNS],
+                inbound: [0; CONNS],
             })),
             wake: [const { Signal::new() }; CONNS],
             ended: [const { Signal::new() }; CONNS],
@@ -260,7 +264,7 @@ impl<A: Authenticator, S: Storage, const CONNS: usize, const OUT: usize>
         let max = self.max_queue;
         loop {
             let mut overflowed: heapless::Vec<ConnId, CONNS> = heapless::Vec::new();
-            let State { hub, outboxes } = &mut *st;
+            let State { hub, outboxes, .. } = &mut *st;
             while let Some(output) = hub.poll_output() {
                 match output {
                     Output::Transmit { conn, codec, bytes } => {
@@ -396,6 +400,7 @@ impl<A: Authenticator, S: Storage, const CONNS: usize, const OUT: usize>
             st.hub.handle_close(now, conn);
             let o = &mut st.outboxes[conn.slot() as usize];
             *o = Outbox::new();
+            st.inbound[conn.slot() as usize] = 0;
         });
     }
 
@@ -430,6 +435,10 @@ impl<A: Authenticator, S: Storage, const CONNS: usize, const OUT: usize>
                     return None;
                 }
             };
+            if request.path == "/healthz" && matches!(request.method, "GET" | "HEAD") {
+                let _ = self.health(socket, request.method == "HEAD").await;
+                return None;
+            }
             if request.path != self.path {
                 let _ = respond(socket, 404, "not found").await;
                 return None;
@@ -497,6 +506,37 @@ impl<A: Authenticator, S: Storage, const CONNS: usize, const OUT: usize>
         }
     }
 
+    /// `GET /healthz` (PROTOCOL.md §11): 200 while the hub serves (it has
+    /// no store to lose), with its counters; `HEAD` without the body.
+    async fn health(
+        &self,
+        socket: &mut TcpSocket<'_>,
+        head_only: bool,
+    ) -> Result<(), embassy_net::tcp::Error> {
+        let (s, inbound) = self.with(|st| (st.hub.stats(), st.inbound.iter().sum::<usize>()));
+        let mut body: heapless::String<256> = heapless::String::new();
+        let _ = core::fmt::write(
+            &mut body,
+            format_args!(
+                "{{\"status\":\"ok\",\"store\":\"memory\",\"store_up\":true,\"connections\":{},\"rooms\":{},\"pending_auth\":{},\"http_sockets\":{},\"inbound_bytes\":{}}}",
+                s.connections, s.rooms, s.pending_auth, s.http_sockets, inbound
+            ),
+        );
+        let mut head: heapless::String<160> = heapless::String::new();
+        let _ = core::fmt::write(
+            &mut head,
+            format_args!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            ),
+        );
+        socket.write_all(head.as_bytes()).await?;
+        if !head_only {
+            socket.write_all(body.as_bytes()).await?;
+        }
+        socket.flush().await
+    }
+
     /// Returns once the hub has ended the connection in `slot`: at once for
     /// a Drop, [`CLOSE_DEADLINE`] later for a Close (the time its last
     /// bytes and the Close frame have to go out).
@@ -535,6 +575,8 @@ impl<A: Authenticator, S: Storage, const CONNS: usize, const OUT: usize>
                         break;
                     }
                 }
+                let held = framer.held();
+                self.with(|st| st.inbound[slot] = held);
                 if framer.is_done() {
                     // A Close frame or a violation: the hub decided; the
                     // write side sends the Close and ends.
