@@ -278,6 +278,16 @@ impl<B: MessageBuf> Reader<B> {
         self.inner.buf.held()
     }
 
+    /// Bytes of the unfinished message gathered so far (what it holds of a
+    /// fixed buffer, whose memory [`Reader::buffered`] counts whole).
+    pub fn gathered(&self) -> usize {
+        if self.inner.pending_reset {
+            0
+        } else {
+            self.inner.buf.as_slice().len()
+        }
+    }
+
     /// Has the reader finished (a Close frame or a violation)? Then the
     /// caller stops reading.
     pub fn is_done(&self) -> bool {

@@ -191,6 +191,11 @@ impl<const MSG: usize, const RX: usize> ServerFramer<MSG, RX> {
     pub fn is_done(&self) -> bool {
         self.reader.is_done()
     }
+
+    /// Bytes of the unfinished message gathered (at most `max_message`).
+    pub fn held(&self) -> usize {
+        self.reader.gathered()
+    }
 }
 
 /// Writes one unmasked final frame (`opcode`, `payload`) into `out`, header

@@ -81,6 +81,9 @@ impl<const OUT: usize> Outbox<OUT> {
 struct State<A: Authenticator, S: Storage, const CONNS: usize, const OUT: usize> {
     hub: Hub<A, S>,
     outboxes: [Outbox<OUT>; CONNS],
+    /// Bytes each connection's unfinished inbound message holds (its
+    /// framer's, bounded by `max_frame`): `/healthz` `inbound_bytes`.
+    inbound: [usize; CONNS],
 }
 
 /// The shared hub: the core's hub with fixed storage `S`, at most `CONNS`
@@ -93,6 +96,9 @@ pub struct Switchboard<A: Authenticator, S: Storage, const CONNS: usize, const O
     state: Mutex<CriticalSectionRawMutex, RefCell<State<A, S, CONNS, OUT>>>,
     /// One per connection slot: "your outbox has something".
     wake: [Signal<CriticalSectionRawMutex, ()>; CONNS],
+    /// One per connection slot: "the hub ended this connection" (a write
+    /// that a peer which never reads blocks must not hold the end back).
+    ended: [Signal<CriticalSectionRawMutex, ()>; CONNS],
     /// "The next deadline may be sooner".
     timer: Signal<CriticalSectionRawMutex, ()>,
     clock: Clock,
@@ -178,8 +184,10 @@ impl<A: Authenticator, S: Storage, const CONNS: usize, const OUT: usize>
             state: Mutex::new(RefCell::new(State {
                 hub,
                 outboxes: [const { Outbox::new() }; CONNS],
+                inbound: [0; CONNS],
             })),
             wake: [const { Signal::new() }; CONNS],
+            ended: [const { Signal::new() }; CONNS],
             timer: Signal::new(),
             clock,
             max_queue,
@@ -222,16 +230,23 @@ impl<A: Authenticator, S: Storage, const CONNS: usize, const OUT: usize>
     /// outboxes (the core's drain rule) and wakes their tasks.
     fn step<R>(&self, input: impl FnOnce(&mut State<A, S, CONNS, OUT>) -> R) -> R {
         let mut woken = [false; CONNS];
+        let mut ended = [false; CONNS];
         let now = self.clock.now();
         let before = self.with(|st| st.hub.poll_timeout());
         let (r, after) = self.with(|st| {
             let r = input(st);
             self.drain(st, now, &mut woken);
+            for (slot, o) in st.outboxes.iter().enumerate() {
+                ended[slot] = o.conn.is_some() && o.ending.is_some();
+            }
             (r, st.hub.poll_timeout())
         });
         for (slot, w) in woken.iter().enumerate() {
             if *w {
                 self.wake[slot].signal(());
+            }
+            if ended[slot] {
+                self.ended[slot].signal(());
             }
         }
         if after.is_some() && (before.is_none() || after < before) {
@@ -249,7 +264,7 @@ impl<A: Authenticator, S: Storage, const CONNS: usize, const OUT: usize>
         let max = self.max_queue;
         loop {
             let mut overflowed: heapless::Vec<ConnId, CONNS> = heapless::Vec::new();
-            let State { hub, outboxes } = &mut *st;
+            let State { hub, outboxes, .. } = &mut *st;
             while let Some(output) = hub.poll_output() {
                 match output {
                     Output::Transmit { conn, codec, bytes } => {
@@ -385,6 +400,7 @@ impl<A: Authenticator, S: Storage, const CONNS: usize, const OUT: usize>
             st.hub.handle_close(now, conn);
             let o = &mut st.outboxes[conn.slot() as usize];
             *o = Outbox::new();
+            st.inbound[conn.slot() as usize] = 0;
         });
     }
 
@@ -419,6 +435,10 @@ impl<A: Authenticator, S: Storage, const CONNS: usize, const OUT: usize>
                     return None;
                 }
             };
+            if request.path == "/healthz" && matches!(request.method, "GET" | "HEAD") {
+                let _ = self.health(socket, request.method == "HEAD").await;
+                return None;
+            }
             if request.path != self.path {
                 let _ = respond(socket, 404, "not found").await;
                 return None;
@@ -452,6 +472,7 @@ impl<A: Authenticator, S: Storage, const CONNS: usize, const OUT: usize>
                         *o = Outbox::new();
                         o.conn = Some(conn);
                         self.wake[slot].reset();
+                        self.ended[slot].reset();
                         Ok(conn)
                     }
                     None => {
@@ -485,6 +506,50 @@ impl<A: Authenticator, S: Storage, const CONNS: usize, const OUT: usize>
         }
     }
 
+    /// `GET /healthz` (PROTOCOL.md §11): 200 while the hub serves (it has
+    /// no store to lose), with its counters; `HEAD` without the body.
+    async fn health(
+        &self,
+        socket: &mut TcpSocket<'_>,
+        head_only: bool,
+    ) -> Result<(), embassy_net::tcp::Error> {
+        let (s, inbound) = self.with(|st| (st.hub.stats(), st.inbound.iter().sum::<usize>()));
+        let mut body: heapless::String<256> = heapless::String::new();
+        let _ = core::fmt::write(
+            &mut body,
+            format_args!(
+                "{{\"status\":\"ok\",\"store\":\"memory\",\"store_up\":true,\"connections\":{},\"rooms\":{},\"pending_auth\":{},\"http_sockets\":{},\"inbound_bytes\":{}}}",
+                s.connections, s.rooms, s.pending_auth, s.http_sockets, inbound
+            ),
+        );
+        let mut head: heapless::String<160> = heapless::String::new();
+        let _ = core::fmt::write(
+            &mut head,
+            format_args!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            ),
+        );
+        socket.write_all(head.as_bytes()).await?;
+        if !head_only {
+            socket.write_all(body.as_bytes()).await?;
+        }
+        socket.flush().await
+    }
+
+    /// Returns once the hub has ended the connection in `slot`: at once for
+    /// a Drop, [`CLOSE_DEADLINE`] later for a Close (the time its last
+    /// bytes and the Close frame have to go out).
+    async fn ended(&self, slot: usize) {
+        self.ended[slot].wait().await;
+        // Taken by this wait: given back for the waits after it.
+        self.ended[slot].signal(());
+        let drop = self.with(|st| matches!(st.outboxes[slot].ending, Some(Ending::Drop)));
+        if !drop {
+            Timer::after(CLOSE_DEADLINE).await;
+        }
+    }
+
     /// The WebSocket connection: reads and writes until it ends.
     async fn run<const MSG: usize, const HEAD: usize>(
         &self,
@@ -510,6 +575,8 @@ impl<A: Authenticator, S: Storage, const CONNS: usize, const OUT: usize>
                         break;
                     }
                 }
+                let held = framer.held();
+                self.with(|st| st.inbound[slot] = held);
                 if framer.is_done() {
                     // A Close frame or a violation: the hub decided; the
                     // write side sends the Close and ends.
@@ -548,15 +615,13 @@ impl<A: Authenticator, S: Storage, const CONNS: usize, const OUT: usize>
                         )
                     });
                     if n > 0 {
-                        let write = match ending {
-                            // The last bytes before a close: bounded.
-                            Some(_) => with_timeout(CLOSE_DEADLINE, writer.write_all(&chunk[..n]))
-                                .await
-                                .unwrap_or(Ok(())),
-                            None => writer.write_all(&chunk[..n]).await,
-                        };
-                        if write.is_err() {
-                            return;
+                        // A write the peer's full window blocks ends once
+                        // the hub ends the connection: a Drop at once, a
+                        // Close (e.g. 4009 for the queue this write is
+                        // stuck behind) after its short deadline.
+                        match select(writer.write_all(&chunk[..n]), self.ended(slot)).await {
+                            Either::First(Ok(())) => {}
+                            Either::First(Err(_)) | Either::Second(()) => return,
                         }
                         if ending.is_none() {
                             continue;
@@ -580,8 +645,11 @@ impl<A: Authenticator, S: Storage, const CONNS: usize, const OUT: usize>
                         None => break,
                     }
                 }
-                if writer.flush().await.is_err() {
-                    return;
+                // Flushing waits for the peer's ACKs: one that never reads
+                // holds it until the hub ends the connection.
+                match select(writer.flush(), self.ended(slot)).await {
+                    Either::First(Ok(())) => {}
+                    Either::First(Err(_)) | Either::Second(()) => return,
                 }
             }
         };

@@ -172,6 +172,10 @@ impl Running for EmbassyHub {
     fn stats(&self) -> switchboard_core::hub::Stats {
         self.hub.with_hub(|h, _| h.stats())
     }
+    fn capacity(&self) -> usize {
+        // One task per connection: a socket past them is reset.
+        CONNS
+    }
 }
 
 /// The embassy hub as a conformance [`Harness`]. Each hub needs the test to

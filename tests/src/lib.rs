@@ -50,6 +50,11 @@ pub trait Running: Send {
     /// The hub's own counters (connections, pending auth, sockets not yet
     /// upgraded, rooms, kept history bytes, …).
     fn stats(&self) -> switchboard_core::hub::Stats;
+    /// Sockets the hub can hold at once (a fixed-capacity hub's tasks):
+    /// cases that open many size themselves to it.
+    fn capacity(&self) -> usize {
+        usize::MAX
+    }
 }
 
 /// Starts hubs of one runtime.

@@ -307,7 +307,8 @@ async fn slowloris_dropped_after_handshake_timeout<H: Harness>() {
     )
     .await;
     let mut socks = Vec::new();
-    for i in 0..20 {
+    // 20, or as many as a fixed-capacity hub holds at once.
+    for i in 0..20.min(hub.capacity()) {
         let kind = [Slow::Silent, Slow::Partial, Slow::Trickle, Slow::KeepAlive][i % 4];
         socks.push((
             kind,
@@ -1278,9 +1279,10 @@ async fn unfinished_message_bounded_1009<H: Harness>() {
             .as_u64()
             .unwrap_or_else(|| panic!("no inbound_bytes in /healthz: {h}"))
     };
-    const N: u64 = 20;
+    // 20, or as many as a fixed-capacity hub holds at once.
+    let n = 20.min(hub.capacity());
     let mut held = Vec::new();
-    for _ in 0..N {
+    for _ in 0..n {
         let mut ws = raw_anon(&hub).await;
         ws.send(&wire::frame(false, wire::TEXT, &b[..1000]))
             .await
@@ -1289,13 +1291,14 @@ async fn unfinished_message_bounded_1009<H: Harness>() {
     }
     let deadline = Instant::now() + WAIT;
     let mut got = inbound().await;
-    while got < N * 1000 && Instant::now() < deadline {
+    let n = n as u64;
+    while got < n * 1000 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
         got = inbound().await;
     }
     assert!(
-        (N * 1000..=N * 1024).contains(&got),
-        "{N} unfinished messages of 1000 bytes (max_frame 1024) hold {got} bytes"
+        (n * 1000..=n * 1024).contains(&got),
+        "{n} unfinished messages of 1000 bytes (max_frame 1024) hold {got} bytes"
     );
     drop(held);
     eventually("connections closed", || hub.connections() == 0).await;
@@ -1466,11 +1469,10 @@ switchboard_tests::every_runtime!(
 );
 
 // The embassy hub on a TAP device inside a network namespace per case: the
-// hostile cases it passes (see `tests/embassy.rs` for its own). Not yet
-// passing, not diagnosed: `ping_flood_never_reading_anonymous`,
-// `slowloris_dropped_after_handshake_timeout`, `max_rooms_4006` (its config
-// does not fit the host hub's tables), `unfinished_message_bounded_1009`,
-// `upgrade_headers_validated`. Not run: the cases about std-only features
+// hostile cases it passes (see `tests/embassy.rs` for its own); the cases
+// that hold many sockets at once size themselves to its capacity
+// (`Running::capacity`, 8). Not run: `max_rooms_4006` (its config does not
+// fit the host hub's tables), the cases about std-only features
 // (JWT audience/issuer, history byte budgets, logs).
 switchboard_tests::embassy_suite!(
     endless_empty_fragments_close_1009,
@@ -1478,4 +1480,8 @@ switchboard_tests::embassy_suite!(
     protocol_violations_close_1002_and_1007,
     non_ascii_origin_403,
     deep_json_refused_4000,
+    ping_flood_never_reading_anonymous,
+    slowloris_dropped_after_handshake_timeout,
+    unfinished_message_bounded_1009,
+    upgrade_headers_validated,
 );
