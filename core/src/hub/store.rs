@@ -1167,6 +1167,14 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             Relay::StoreDown => remote.down = true,
             Relay::StoreUp => {
                 remote.down = false;
+                // The store may have lost its members (and this hub their
+                // announcements): the next `Relay::Members` announces every
+                // member it lists again.
+                for key in 0..self.rooms.key_bound() {
+                    if let Some(relay) = self.rooms.get_mut(key).and_then(|r| r.relay.as_mut()) {
+                        relay.others.clear();
+                    }
+                }
                 for key in 0..self.rooms.key_bound() {
                     if self
                         .rooms
