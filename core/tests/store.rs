@@ -928,6 +928,13 @@ fn a_members_listing_announces_what_the_relay_missed() {
     // zz-1 is gone: its `leave`, with the member as it was known.
     listed(h, &[member("zz-2", "dave"), own], true);
     assert_eq!(events(h), [(false, "zz-1".into(), Some("carol".into()))]);
+    // The store was down and is back (it may have lost its members): the
+    // next listing announces every member again.
+    let now = h.now;
+    h.hub.handle_relay(now, Relay::StoreUp);
+    h.drain();
+    listed(h, &[member("zz-2", "dave")], true);
+    assert_eq!(events(h), [(true, "zz-2".into(), Some("dave".into()))]);
     // A room this node does not hold: nothing.
     let now = h.now;
     h.hub.handle_relay(
