@@ -850,6 +850,115 @@ fn presence_goes_through_the_store_and_crosses_nodes() {
     assert_eq!(joins(&cl.nodes[0].take(a).frames()), [(false, b_id)]);
 }
 
+/// After the relay was resubscribed the runtime hands the hub the room's
+/// members as the store lists them (`Relay::Members`): watchers get a `join`
+/// for each other node's member the hub had not seen and a `leave` for each
+/// it knew that is gone; what it knew already is not announced twice, and
+/// this node's own members are left to the hub.
+#[test]
+fn a_members_listing_announces_what_the_relay_missed() {
+    let mut cl = Cluster::new(1, config());
+    let (a, a_id) = cl.nodes[0].connect(Codec::Json, "user:alice");
+    cl.send(0, a, &subscribe_watching("chat:a", 1));
+    cl.settle();
+    cl.nodes[0].take(a);
+    let events = |h: &mut Harness| -> Vec<(bool, String, Option<String>)> {
+        h.take(a)
+            .frames()
+            .iter()
+            .filter_map(|f| match f {
+                ServerFrame::Join { member, .. } => Some((
+                    true,
+                    member.client.to_string(),
+                    member.user.as_ref().map(|u| u.to_string()),
+                )),
+                ServerFrame::Leave { member, .. } => Some((
+                    false,
+                    member.client.to_string(),
+                    member.user.as_ref().map(|u| u.to_string()),
+                )),
+                _ => None,
+            })
+            .collect()
+    };
+    let member = |client: &'static str, user: &'static str| Member {
+        client: Text::Borrowed(client),
+        user: Some(Text::Borrowed(user)),
+        info: None,
+    };
+    let listed = |h: &mut Harness, members: &[Member<'_>], announce: bool| {
+        let now = h.now;
+        h.hub.handle_relay(
+            now,
+            Relay::Members {
+                room: "chat:a",
+                members,
+                announce,
+            },
+        );
+        h.drain();
+    };
+    let own = Member {
+        client: Text::Borrowed(&a_id),
+        user: Some(Text::Borrowed("alice")),
+        info: None,
+    };
+    let h = &mut cl.nodes[0];
+    // The read after the first subscription: known, not announced.
+    listed(h, &[member("zz-1", "carol"), own.clone()], false);
+    assert_eq!(events(h), []);
+    // After a reconnection: zz-2 is new, zz-1 known, alice is this node's.
+    listed(
+        h,
+        &[member("zz-1", "carol"), member("zz-2", "dave"), own.clone()],
+        true,
+    );
+    assert_eq!(events(h), [(true, "zz-2".into(), Some("dave".into()))]);
+    // Its relayed join, arriving after the listing: not a second `join`.
+    relay(
+        h,
+        &Relayed::Member {
+            join: true,
+            room: "chat:a".into(),
+            client: "zz-2".into(),
+            user: Some("dave".into()),
+        },
+    );
+    assert_eq!(events(h), []);
+    // zz-1 is gone: its `leave`, with the member as it was known.
+    listed(h, &[member("zz-2", "dave"), own], true);
+    assert_eq!(events(h), [(false, "zz-1".into(), Some("carol".into()))]);
+    // The store was down and is back (it may have lost its members): the
+    // next listing announces every member again.
+    let now = h.now;
+    h.hub.handle_relay(now, Relay::StoreUp);
+    h.drain();
+    listed(h, &[member("zz-2", "dave")], true);
+    assert_eq!(events(h), [(true, "zz-2".into(), Some("dave".into()))]);
+    // A room this node does not hold: nothing.
+    let now = h.now;
+    h.hub.handle_relay(
+        now,
+        Relay::Members {
+            room: "chat:other",
+            members: &[member("zz-3", "erin")],
+            announce: true,
+        },
+    );
+    h.drain();
+    assert_eq!(events(h), []);
+    relay(
+        h,
+        &Relayed::Member {
+            join: false,
+            room: "chat:a".into(),
+            client: "zz-2".into(),
+            user: Some("dave".into()),
+        },
+    );
+    assert_eq!(events(h), [(false, "zz-2".into(), Some("dave".into()))]);
+}
+
 #[test]
 fn history_comes_from_the_store_and_is_bounded() {
     let config = Config {

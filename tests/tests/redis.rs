@@ -780,15 +780,33 @@ async fn members_are_announced_again_when_redis_comes_back_without_them() {
         ida.as_str()
     );
     // Redis loses every member (restarted without its data): each node
-    // puts its own members back once it is back, at once (not after a
-    // presence tick of 10 s), and announces them with a `join`. Whether the
-    // other node hears that `join` depends on which node resubscribed first
-    // (a known race, see docs/scaling.md), so what is asserted is that Redis
-    // holds both members again, soon.
+    // puts its own members back once it is back (not after a presence tick
+    // of 10 s), and after resubscribing reads the room's members again, so
+    // each node's watcher sees the other node's member `join` again whichever
+    // node resubscribed first (docs/scaling.md).
     redis.restart();
-    let back = std::time::Instant::now();
+    let within = Duration::from_secs(8);
+    let join_of = |v: &serde_json::Value| v["member"]["client"].as_str().map(str::to_owned);
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let j = tokio::time::timeout_at(deadline, next_of(&mut wb, &["join"]))
+            .await
+            .expect("b's watcher sees a's member join again within 8 s");
+        if join_of(&j).as_deref() == Some(ida.as_str()) {
+            break;
+        }
+    }
+    loop {
+        let j = tokio::time::timeout_at(deadline, next_of(&mut ma, &["join"]))
+            .await
+            .expect("a's watcher sees b's member join again within 8 s");
+        if join_of(&j).as_deref() == Some(idb.as_str()) {
+            break;
+        }
+    }
     let mut want = vec![ida.as_str(), idb.as_str()];
     want.sort_unstable();
+    let back = std::time::Instant::now();
     let (mut q, _) = client(&b).await;
     for id in 2.. {
         send_json(
@@ -806,7 +824,7 @@ async fn members_are_announced_again_when_redis_comes_back_without_them() {
             break;
         }
         assert!(
-            back.elapsed() < Duration::from_secs(8),
+            back.elapsed() < within,
             "members not restored within 8 s: {p}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -35,6 +35,7 @@ use super::*;
 
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
+use alloc::string::String;
 
 use crate::time::Duration;
 
@@ -204,6 +205,22 @@ pub enum Relay<'a> {
         /// The member.
         member: Member<'a>,
     },
+    /// Every member of `room` the store lists now, read after this node
+    /// (re)subscribed to the room's relay. The hub compares them with the
+    /// other nodes' members it knows: with `announce`, its presence watchers
+    /// get a `join` for each member it had not seen and a `leave` for each
+    /// it knew that is gone (an announcement missed while the relay was not
+    /// subscribed, e.g. after the store came back empty); without, the list
+    /// is only taken as known (the read after a first subscription).
+    /// Members of this node are ignored.
+    Members {
+        /// The room.
+        room: &'a str,
+        /// Its members on every node.
+        members: &'a [Member<'a>],
+        /// Send the differences as `join`/`leave`.
+        announce: bool,
+    },
     /// The store is unreachable: requests answer `error 4013` at once.
     StoreDown,
     /// The store is back: every room is read again from the last offset
@@ -240,6 +257,9 @@ pub(super) struct RoomRelay {
     fetching: bool,
     /// The latest offset known to exist.
     latest: u64,
+    /// The other nodes' members this hub knows of (client ids), from the
+    /// relay's joins and leaves and from [`Relay::Members`].
+    others: BTreeMap<String, MemberCopy>,
 }
 
 /// The hub's side of a remote store.
@@ -1147,6 +1167,14 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             Relay::StoreDown => remote.down = true,
             Relay::StoreUp => {
                 remote.down = false;
+                // The store may have lost its members (and this hub their
+                // announcements): the next `Relay::Members` announces every
+                // member it lists again.
+                for key in 0..self.rooms.key_bound() {
+                    if let Some(relay) = self.rooms.get_mut(key).and_then(|r| r.relay.as_mut()) {
+                        relay.others.clear();
+                    }
+                }
                 for key in 0..self.rooms.key_bound() {
                     if self
                         .rooms
@@ -1165,6 +1193,11 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             }
             Relay::Join { room, member } => self.relay_presence(room, true, &member),
             Relay::Leave { room, member } => self.relay_presence(room, false, &member),
+            Relay::Members {
+                room,
+                members,
+                announce,
+            } => self.relay_members(room, members, announce),
             Relay::Message {
                 room,
                 epoch,
@@ -1182,10 +1215,75 @@ impl<A: Authenticator, S: Storage> Hub<A, S> {
             .is_some_and(|rest| rest.starts_with('-'))
     }
 
+    /// A join or leave of another node's member: a join already known (also
+    /// listed by a [`Relay::Members`]) is not announced twice.
     fn relay_presence(&mut self, room: &str, join: bool, member: &Member<'_>) {
-        if let Some(key) = self.index.find(room) {
-            let member = member_static(member);
-            self.broadcast_presence(key, join, &member);
+        let Some(key) = self.index.find(room) else {
+            return;
+        };
+        if let Some(relay) = self.rooms.get_mut(key).and_then(|r| r.relay.as_mut()) {
+            let client: &str = &member.client;
+            let fresh = if join {
+                relay
+                    .others
+                    .insert(client.into(), member_static(member))
+                    .is_none()
+            } else {
+                relay.others.remove(client);
+                true
+            };
+            if !fresh {
+                return;
+            }
+        }
+        let member = member_static(member);
+        self.broadcast_presence(key, join, &member);
+    }
+
+    /// [`Relay::Members`]: the room's members as the store lists them.
+    fn relay_members(&mut self, room: &str, members: &[Member<'_>], announce: bool) {
+        let Some(key) = self.index.find(room) else {
+            return;
+        };
+        let node = self.node.as_str();
+        let remote = |m: &&Member<'_>| {
+            !m.client
+                .strip_prefix(node)
+                .is_some_and(|rest| rest.starts_with('-'))
+        };
+        let listed: Vec<&Member<'_>> = members.iter().filter(remote).collect();
+        let Some(relay) = self.rooms.get_mut(key).and_then(|r| r.relay.as_mut()) else {
+            return;
+        };
+        if !announce {
+            for m in listed {
+                relay
+                    .others
+                    .insert(String::from(&*m.client), member_static(m));
+            }
+            return;
+        }
+        let mut joined = Vec::new();
+        for m in &listed {
+            if !relay.others.contains_key(&*m.client) {
+                relay
+                    .others
+                    .insert(String::from(&*m.client), member_static(m));
+                joined.push(member_static(m));
+            }
+        }
+        let gone: Vec<String> = relay
+            .others
+            .keys()
+            .filter(|c| !listed.iter().any(|m| *m.client == ***c))
+            .cloned()
+            .collect();
+        let gone: Vec<MemberCopy> = gone.iter().filter_map(|c| relay.others.remove(c)).collect();
+        for m in &joined {
+            self.broadcast_presence(key, true, m);
+        }
+        for m in &gone {
+            self.broadcast_presence(key, false, m);
         }
     }
 

@@ -1156,8 +1156,40 @@ impl Inner {
         }
     }
 
+    /// Reads `room`'s members and hands them to the hub ([`Relay::Members`]),
+    /// after its channel was (re)subscribed: with `announce`, the hub sends
+    /// the joins and leaves its relay missed meanwhile.
+    fn resync(self: &Arc<Self>, room: String, announce: bool) {
+        let inner = self.clone();
+        tokio::spawn(async move {
+            let (Some(link), Some(mut conn)) = (inner.link().cloned(), inner.connection()) else {
+                return;
+            };
+            let mut inv = inner.scripts.members.prepare_invoke();
+            inv.key(presence_key(&room)).key(members_key(&room));
+            let r: Result<Vec<Vec<u8>>, _> =
+                within(inner.options.timeout, inv.invoke_async(&mut conn)).await;
+            match r {
+                Ok(records) => {
+                    let members: Vec<Member<'_>> = records
+                        .iter()
+                        .filter_map(|r| codec::decode_member(r))
+                        .collect();
+                    link.relay(Relay::Members {
+                        room: &room,
+                        members: &members,
+                        announce,
+                    });
+                }
+                Err(e) => {
+                    inner.failed("presence resync", &e);
+                }
+            }
+        });
+    }
+
     /// Subscribes to `room`'s channel before any later job runs.
-    async fn listen(&self, room: String) {
+    async fn listen(self: &Arc<Self>, room: String) {
         let fresh = self
             .rooms
             .lock()
@@ -1167,8 +1199,11 @@ impl Inner {
         // While down, the supervisor subscribes to it on reconnection.
         if let (true, Some(mut sink)) = (fresh, sink) {
             let r = within(self.options.timeout, sink.room(channel(&room), true)).await;
-            if let Err(e) = r {
-                self.failed("subscribe", &e);
+            match r {
+                Ok(()) => self.resync(room, false),
+                Err(e) => {
+                    self.failed("subscribe", &e);
+                }
             }
         }
     }
@@ -1452,6 +1487,10 @@ async fn supervise(inner: Arc<Inner>) {
             tracing::info!(reconnects = n, rooms, "redis back: resubscribed");
             link.relay(Relay::StoreUp);
             inner.retick.notify_one();
+            // Announcements made before the resubscription were missed.
+            for room in inner.listened() {
+                inner.resync(room, true);
+            }
         }
         let mut reader = tokio::spawn(read_relay(inner.clone(), link.clone(), stream));
         let mut ping_conn = conn;
@@ -1484,6 +1523,9 @@ async fn supervise(inner: Arc<Inner>) {
                         tracing::info!(reconnects = n, "redis cluster back");
                         link.relay(Relay::StoreUp);
                         inner.retick.notify_one();
+                        for room in inner.listened() {
+                            inner.resync(room, true);
+                        }
                     }
                 }
                 Err(e) => {
