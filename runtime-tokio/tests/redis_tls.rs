@@ -159,3 +159,86 @@ async fn the_binary_takes_rediss_with_insecure_and_a_password() {
     );
     round_trip(&ws_url, "chat:tls-bin").await;
 }
+
+#[tokio::test]
+async fn the_binary_checks_rediss_against_its_redis_ca_file() {
+    let dir = temp_dir("tls-ca");
+    let (files, _) = certificates(&dir.0, "switchboard test ca");
+    let redis = RedisServer::tls_with(&files, &["--requirepass", "tls-pw"]);
+    // No `#insecure`: the certificate is checked against the given CA.
+    let url = format!("rediss://:tls-pw@127.0.0.1:{}/", redis.port());
+    let ca = files.ca.to_str().expect("utf-8 path");
+    let (_p, ws_url, _rx) = switchboard_tests::cli::spawn(
+        Path::new(BINARY),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--redis",
+            &url,
+            "--redis-ca",
+            ca,
+            "--allow-anonymous",
+        ],
+        &[],
+    );
+    round_trip(&ws_url, "chat:tls-ca").await;
+}
+
+/// Runs the binary expecting it to stop at once; returns its stderr.
+fn fails_to_start(args: &[&str]) -> String {
+    let mut child = std::process::Command::new(BINARY)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the binary did not stop: {args:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(!status.success(), "{args:?} started");
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err)
+        .expect("stderr");
+    err
+}
+
+#[tokio::test]
+async fn a_missing_or_non_pem_redis_ca_file_is_a_clear_error() {
+    let dir = temp_dir("tls-bad-ca");
+    let (files, _) = certificates(&dir.0, "switchboard test ca");
+    let redis = RedisServer::tls_with(&files, &[]);
+    let url = format!("rediss://127.0.0.1:{}/", redis.port());
+    let missing = dir.0.join("nope.pem");
+    let missing = missing.to_str().expect("utf-8 path");
+    let err = fails_to_start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--redis",
+        &url,
+        "--redis-ca",
+        missing,
+    ]);
+    assert!(err.contains(&format!("--redis-ca {missing}")), "{err}");
+    assert!(err.contains("No such file"), "{err}");
+    let garbage = dir.0.join("garbage.pem");
+    std::fs::write(&garbage, "not a certificate\n").expect("write");
+    let garbage = garbage.to_str().expect("utf-8 path");
+    let err = fails_to_start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--redis",
+        &url,
+        "--redis-ca",
+        garbage,
+    ]);
+    assert!(err.contains(&format!("--redis-ca {garbage}")), "{err}");
+    assert!(err.contains("no PEM certificate"), "{err}");
+}

@@ -14,9 +14,19 @@ use crate::settings::{Cli, Settings};
 use crate::store::Store;
 use crate::{Runtime, ServerBuilder};
 
-/// Connects a binary's cluster store: `(url, hub settings)` to the store.
+/// Where a binary's cluster store connects: `--redis` and `--redis-ca`.
+#[derive(Debug, Clone)]
+pub struct StoreTarget {
+    /// The store's URL.
+    pub url: String,
+    /// The PEM file of the authority that signed the store's TLS
+    /// certificate, when it is not one of the system's roots.
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+/// Connects a binary's cluster store: `(target, hub settings)` to the store.
 pub type StoreConnect =
-    fn(String, switchboard_core::Config) -> BoxFuture<'static, anyhow::Result<Arc<dyn Store>>>;
+    fn(StoreTarget, switchboard_core::Config) -> BoxFuture<'static, anyhow::Result<Arc<dyn Store>>>;
 
 /// What a binary can do beyond a single in-memory node.
 #[derive(Debug, Clone, Copy, Default)]
@@ -74,7 +84,11 @@ pub async fn main<R: Runtime>(binary: &'static str, abilities: Abilities) -> any
         builder = builder.api_key(key.clone());
     }
     if let (Some(url), Some(connect)) = (&settings.redis, abilities.redis) {
-        let store = connect(url.clone(), settings.hub.clone())
+        let target = StoreTarget {
+            url: url.clone(),
+            ca_file: settings.redis_ca.clone(),
+        };
+        let store = connect(target, settings.hub.clone())
             .await
             .with_context(|| format!("--redis {url}"))?;
         builder = builder.store(store);

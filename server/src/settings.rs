@@ -69,6 +69,10 @@ pub struct Cli {
     /// Redis URL for clustering: `redis://[:PASSWORD@]HOST:PORT[/DB]` (tokio binary).
     #[arg(long, env = "SWITCHBOARD_REDIS", value_name = "URL")]
     pub redis: Option<String>,
+    /// PEM file of the authority that signed the Redis server's certificate
+    /// (`rediss://` with a private CA), instead of the system's roots.
+    #[arg(long = "redis-ca", env = "SWITCHBOARD_REDIS_CA", value_name = "FILE")]
+    pub redis_ca: Option<std::path::PathBuf>,
     /// Worker processes sharing the listening port (needs --redis).
     #[arg(long, env = "SWITCHBOARD_WORKERS", value_name = "N")]
     pub workers: Option<usize>,
@@ -98,6 +102,7 @@ pub struct FileConfig {
     pong_timeout: Option<f64>,
     auth_timeout: Option<f64>,
     redis: Option<String>,
+    redis_ca: Option<std::path::PathBuf>,
     workers: Option<usize>,
     api_key: Option<Vec<String>>,
     max_queue_bytes: Option<usize>,
@@ -172,6 +177,8 @@ pub struct Settings {
     pub ws_path: String,
     /// Redis URL (clustering).
     pub redis: Option<String>,
+    /// PEM file of the Redis server's certificate authority.
+    pub redis_ca: Option<std::path::PathBuf>,
     /// Worker processes.
     pub workers: Option<usize>,
     /// Keys of the server HTTP API (none: `/api/` answers 404).
@@ -354,6 +361,7 @@ impl Settings {
             cookie_name: file.cookie_name.unwrap_or_else(|| "sb_token".into()),
             ws_path: file.ws_path.unwrap_or_else(|| "/ws".into()),
             redis: cli.redis.or(file.redis),
+            redis_ca: cli.redis_ca.or(file.redis_ca),
             workers: cli.workers.or(file.workers),
             api_keys: if cli.api_key.is_empty() {
                 file.api_key.unwrap_or_default()

@@ -590,15 +590,37 @@ async fn within<T>(
     }
 }
 
-/// The `switchboard` binary's `--redis`: connects the store for the CLI.
+/// The `switchboard` binary's `--redis` (and `--redis-ca`): connects the
+/// store for the CLI.
 pub fn connect_for_cli(
-    url: String,
+    target: switchboard_server::cli::StoreTarget,
     config: Config,
 ) -> BoxFuture<'static, anyhow::Result<Arc<dyn Store>>> {
     Box::pin(async move {
-        let store = RedisStore::connect(RedisOptions::new(url, &config)).await?;
+        let mut options = RedisOptions::new(target.url, &config);
+        if let Some(path) = &target.ca_file {
+            options.root_cert = Some(read_ca(path)?);
+        }
+        let store = RedisStore::connect(options).await?;
         Ok(Arc::new(store) as Arc<dyn Store>)
     })
+}
+
+/// Reads `--redis-ca`: a PEM file holding at least one certificate.
+fn read_ca(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    use anyhow::Context as _;
+    use rustls::pki_types::pem::PemObject as _;
+    let pem = std::fs::read(path).with_context(|| format!("--redis-ca {}", path.display()))?;
+    let certificates = rustls::pki_types::CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("--redis-ca {}: not a PEM file: {e:?}", path.display()))?;
+    if certificates.is_empty() {
+        anyhow::bail!(
+            "--redis-ca {}: no PEM certificate in the file",
+            path.display()
+        );
+    }
+    Ok(pem)
 }
 
 impl Store for RedisStore {
