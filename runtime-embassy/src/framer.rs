@@ -230,6 +230,52 @@ pub async fn write_server_frame<W: Write>(
 
 // ---------------------------------------------------------------- client
 
+/// A server frame's header (client role: server frames are not masked).
+struct Header {
+    fin: bool,
+    opcode: u8,
+    len: u64,
+    header_len: usize,
+}
+
+/// Parses a server frame's header: `Ok(None)` while incomplete; 1002 for
+/// reserved bits, a mask, an unknown opcode, a fragmented or long control
+/// frame, a non-minimal... (lengths over 2^63).
+fn parse_header(b: &[u8]) -> Result<Option<Header>, ClientError<()>> {
+    let (Some(&b0), Some(&b1)) = (b.first(), b.get(1)) else {
+        return Ok(None);
+    };
+    let fin = b0 & 0x80 != 0;
+    let opcode = b0 & 0x0F;
+    if b0 & 0x70 != 0 || b1 & 0x80 != 0 || !matches!(opcode, 0..=2 | 8..=10) {
+        return Err(ClientError::Protocol);
+    }
+    let (len, header_len) = match b1 & 0x7F {
+        126 => match b.get(2..4) {
+            Some(l) => (u64::from(u16::from_be_bytes([l[0], l[1]])), 4),
+            None => return Ok(None),
+        },
+        127 => match b.get(2..10) {
+            Some(l) => {
+                let mut a = [0; 8];
+                a.copy_from_slice(l);
+                (u64::from_be_bytes(a), 10)
+            }
+            None => return Ok(None),
+        },
+        l => (u64::from(l), 2),
+    };
+    if len >> 63 != 0 || (opcode >= 8 && (!fin || len > ws::MAX_CONTROL_PAYLOAD as u64)) {
+        return Err(ClientError::Protocol);
+    }
+    Ok(Some(Header {
+        fin,
+        opcode,
+        len,
+        header_len,
+    }))
+}
+
 /// What arrived from the server, on the client side.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ClientEvent<'a> {
@@ -312,8 +358,14 @@ pub struct ClientFramer<R: RngCore, const MSG: usize, const RX: usize, const TX:
     msg: [u8; MSG],
     /// Bytes of the data message gathered so far.
     msg_len: usize,
-    /// Bytes of the control frame gathered so far (after `msg_len`).
-    ctl_len: usize,
+    /// The kind of the data message being gathered, if one is.
+    kind: Option<FrameKind>,
+    /// Payload bytes of the current data frame still to come, inside one.
+    payload_left: Option<usize>,
+    /// Does the current data frame end its message?
+    fin: bool,
+    /// The payload of the last control frame.
+    ctl: [u8; ws::MAX_CONTROL_PAYLOAD],
     tx: [u8; TX],
     failed: bool,
 }
@@ -337,7 +389,10 @@ impl<R: RngCore, const MSG: usize, const RX: usize, const TX: usize> ClientFrame
             inbox: Inbox::new(),
             msg: [0; MSG],
             msg_len: 0,
-            ctl_len: 0,
+            kind: None,
+            payload_left: None,
+            fin: false,
+            ctl: [0; ws::MAX_CONTROL_PAYLOAD],
             tx: [0; TX],
             failed: false,
         }
@@ -395,81 +450,116 @@ impl<R: RngCore, const MSG: usize, const RX: usize, const TX: usize> ClientFrame
     }
 
     /// The next event from the bytes buffered, or `None` once they are all
-    /// used (then [`ClientFramer::fill`]). After an error, nothing more.
+    /// used (then [`ClientFramer::fill`]). After an error or a Close,
+    /// nothing more.
+    ///
+    /// Data frames are parsed here (header) and their unmasked payload is
+    /// copied as it arrives, so a frame may be split anywhere and be larger
+    /// than `RX`; a control frame is handed to embedded-websocket only once
+    /// it is whole (its continuation path is wrong for split frames: see
+    /// `notes/client-framer-split-reads.md`).
     pub fn poll(&mut self) -> Option<Result<ClientEvent<'_>, ClientError<()>>> {
-        if self.failed {
-            return None;
-        }
+        const { assert!(RX >= 2 + ws::MAX_CONTROL_PAYLOAD) };
         loop {
+            if self.failed {
+                return None;
+            }
             let from = &self.inbox.buf[self.inbox.start..self.inbox.end];
+            if let Some(rest) = self.payload_left {
+                let n = rest.min(from.len());
+                self.msg[self.msg_len..self.msg_len + n].copy_from_slice(&from[..n]);
+                self.msg_len += n;
+                self.inbox.start += n;
+                if rest > n {
+                    self.payload_left = Some(rest - n);
+                    self.inbox.start = 0;
+                    self.inbox.end = 0;
+                    return None;
+                }
+                self.payload_left = None;
+                if !self.fin {
+                    continue;
+                }
+                let kind = self.kind.take().unwrap_or(FrameKind::Binary);
+                let len = core::mem::take(&mut self.msg_len);
+                let data = &self.msg[..len];
+                if kind == FrameKind::Text && core::str::from_utf8(data).is_err() {
+                    self.failed = true;
+                    return Some(Err(ClientError::InvalidUtf8));
+                }
+                return Some(Ok(ClientEvent::Message { kind, data }));
+            }
             if from.is_empty() {
                 self.inbox.start = 0;
                 self.inbox.end = 0;
                 return None;
             }
-            let at = self.msg_len + self.ctl_len;
-            let result = match self.ws.read(from, &mut self.msg[at..]) {
-                Ok(r) => r,
-                Err(ews::Error::ReadFrameIncomplete) => return None,
-                Err(_) => {
+            let header = match parse_header(from) {
+                Ok(Some(h)) => h,
+                Ok(None) => return None,
+                Err(e) => {
+                    self.failed = true;
+                    return Some(Err(e));
+                }
+            };
+            if header.opcode >= 0x8 {
+                let total = header.header_len + header.len as usize;
+                if from.len() < total {
+                    return None;
+                }
+                let result = self.ws.read(&from[..total], &mut self.ctl);
+                self.inbox.start += total;
+                let result = match result {
+                    Ok(r) if r.len_from == total && r.end_of_message => r,
+                    _ => {
+                        self.failed = true;
+                        return Some(Err(ClientError::Protocol));
+                    }
+                };
+                use ews::WebSocketReceiveMessageType as T;
+                let p = &self.ctl[..result.len_to];
+                let event = match result.message_type {
+                    T::Ping => ClientEvent::Ping(p),
+                    T::Pong => ClientEvent::Pong,
+                    T::CloseMustReply | T::CloseCompleted => {
+                        self.failed = true;
+                        if header.len == 1 {
+                            return Some(Err(ClientError::Protocol));
+                        }
+                        let code = (p.len() >= 2).then(|| u16::from_be_bytes([p[0], p[1]]));
+                        if code.is_some_and(|c| !ws::is_valid_close_code(c)) {
+                            return Some(Err(ClientError::Protocol));
+                        }
+                        if core::str::from_utf8(p.get(2..).unwrap_or(&[])).is_err() {
+                            return Some(Err(ClientError::InvalidUtf8));
+                        }
+                        ClientEvent::Close { code }
+                    }
+                    _ => {
+                        self.failed = true;
+                        return Some(Err(ClientError::Protocol));
+                    }
+                };
+                return Some(Ok(event));
+            }
+            // A data frame: text or binary starts a message, 0 continues one.
+            let kind = match (header.opcode, self.kind) {
+                (0x0, Some(k)) => k,
+                (0x1, None) => FrameKind::Text,
+                (0x2, None) => FrameKind::Binary,
+                _ => {
                     self.failed = true;
                     return Some(Err(ClientError::Protocol));
                 }
             };
-            if result.len_from == 0 && result.len_to == 0 && !result.end_of_message {
-                // Nothing could be used: wait for more bytes.
-                return None;
+            if header.len > (MSG - self.msg_len) as u64 {
+                self.failed = true;
+                return Some(Err(ClientError::TooLarge));
             }
-            self.inbox.start += result.len_from;
-            use ews::WebSocketReceiveMessageType as T;
-            let data = matches!(result.message_type, T::Text | T::Binary);
-            if data {
-                self.msg_len += result.len_to;
-            } else {
-                self.ctl_len += result.len_to;
-            }
-            if !result.end_of_message {
-                // More of this frame or message is to come; a full buffer
-                // with the message unfinished means it is too large.
-                if self.msg_len + self.ctl_len == MSG {
-                    self.failed = true;
-                    return Some(Err(ClientError::TooLarge));
-                }
-                continue;
-            }
-            let event = match result.message_type {
-                T::Text | T::Binary => {
-                    let kind = if result.message_type == T::Text {
-                        FrameKind::Text
-                    } else {
-                        FrameKind::Binary
-                    };
-                    let len = core::mem::take(&mut self.msg_len);
-                    let data = &self.msg[..len];
-                    if kind == FrameKind::Text && core::str::from_utf8(data).is_err() {
-                        self.failed = true;
-                        return Some(Err(ClientError::InvalidUtf8));
-                    }
-                    ClientEvent::Message { kind, data }
-                }
-                T::Ping => {
-                    let len = core::mem::take(&mut self.ctl_len);
-                    ClientEvent::Ping(&self.msg[self.msg_len..self.msg_len + len])
-                }
-                T::Pong => {
-                    self.ctl_len = 0;
-                    ClientEvent::Pong
-                }
-                T::CloseMustReply | T::CloseCompleted => {
-                    // The code is read from the payload itself (an empty
-                    // Close frame carries none).
-                    let len = core::mem::take(&mut self.ctl_len);
-                    let p = &self.msg[self.msg_len..self.msg_len + len];
-                    let code = (p.len() >= 2).then(|| u16::from_be_bytes([p[0], p[1]]));
-                    ClientEvent::Close { code }
-                }
-            };
-            return Some(Ok(event));
+            self.inbox.start += header.header_len;
+            self.kind = Some(kind);
+            self.fin = header.fin;
+            self.payload_left = Some(header.len as usize);
         }
     }
 
@@ -540,5 +630,179 @@ impl<R: RngCore, const MSG: usize, const RX: usize, const TX: usize> ClientFrame
         let payload = ws::close_payload(code, reason);
         self.send_as(io, ews::WebSocketSendMessageType::CloseReply, &payload)
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::vec::Vec;
+
+    /// Yields `data` in chunks of at most `chunk` bytes.
+    struct Chunked<'a> {
+        data: &'a [u8],
+        chunk: usize,
+    }
+
+    impl embedded_io_async::ErrorType for Chunked<'_> {
+        type Error = core::convert::Infallible;
+    }
+
+    impl Read for Chunked<'_> {
+        async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
+            let n = self.chunk.min(buf.len()).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    struct Zero;
+    impl RngCore for Zero {
+        fn next_u32(&mut self) -> u32 {
+            0
+        }
+        fn next_u64(&mut self) -> u64 {
+            0
+        }
+        fn fill_bytes(&mut self, d: &mut [u8]) {
+            d.fill(0)
+        }
+        fn try_fill_bytes(&mut self, d: &mut [u8]) -> Result<(), rand_core::Error> {
+            d.fill(0);
+            Ok(())
+        }
+    }
+
+    fn frame(b0: u8, payload: &[u8]) -> Vec<u8> {
+        let mut v = std::vec![b0, payload.len() as u8];
+        v.extend_from_slice(payload);
+        v
+    }
+
+    #[derive(Debug, PartialEq)]
+    enum Got {
+        Msg(FrameKind, Vec<u8>),
+        Ping(Vec<u8>),
+        Close(Option<u16>),
+        Err(ClientError<()>),
+    }
+
+    fn run(stream: &[u8], chunk: usize) -> Vec<Got> {
+        let mut framer: ClientFramer<Zero, 2048, 1024, 1024> = ClientFramer::new(Zero);
+        framer.ws.state = ews::WebSocketState::Open;
+        let mut io = Chunked {
+            data: stream,
+            chunk,
+        };
+        let mut got = Vec::new();
+        embassy_futures::block_on(async {
+            loop {
+                while let Some(ev) = framer.poll() {
+                    got.push(match ev {
+                        Ok(ClientEvent::Message { kind, data }) => Got::Msg(kind, data.to_vec()),
+                        Ok(ClientEvent::Ping(p)) => Got::Ping(p.to_vec()),
+                        Ok(ClientEvent::Pong) => continue,
+                        Ok(ClientEvent::Close { code }) => Got::Close(code),
+                        Err(e) => Got::Err(e),
+                    });
+                }
+                if framer.fill(&mut io).await.unwrap_or(0) == 0 {
+                    break;
+                }
+            }
+        });
+        got
+    }
+
+    /// Known bug (see notes/client-framer-split-reads.md): fails for small
+    /// chunk sizes until the framer stops relying on embedded-websocket's
+    /// continuation path.
+    #[test]
+    fn every_split_of_a_fragmented_stream() {
+        let mut s = Vec::new();
+        s.extend(frame(0x81, b"hello"));
+        s.extend(frame(0x01, b"frag"));
+        s.extend(frame(0x89, b"p1"));
+        s.extend(frame(0x00, b"men"));
+        s.extend(frame(0x80, b"ted"));
+        s.extend(frame(0x82, &[0, 1, 255]));
+        s.extend(frame(0x88, &[0x03, 0xE8]));
+        let want = std::vec![
+            Got::Msg(FrameKind::Text, b"hello".to_vec()),
+            Got::Ping(b"p1".to_vec()),
+            Got::Msg(FrameKind::Text, b"fragmented".to_vec()),
+            Got::Msg(FrameKind::Binary, std::vec![0, 1, 255]),
+            Got::Close(Some(1000)),
+        ];
+        for chunk in 1..=s.len() {
+            assert_eq!(run(&s, chunk), want, "chunk size {chunk}");
+        }
+    }
+
+    fn long_frame(b0: u8, payload: &[u8]) -> Vec<u8> {
+        let mut v = std::vec![b0, 126];
+        v.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+        v.extend_from_slice(payload);
+        v
+    }
+
+    #[test]
+    fn frames_larger_than_rx_and_messages_larger_than_msg() {
+        let big: Vec<u8> = (0..1500u32).map(|i| i as u8).collect();
+        let mut s = long_frame(0x02, &big[..1000]);
+        s.extend(frame(0x89, b""));
+        s.extend(long_frame(0x80, &big[1000..]));
+        s.extend(frame(0x81, b""));
+        // 2048 bytes of message buffer: a 1500-byte message in frames
+        // larger than the 1024-byte read buffer fits; 2049 bytes do not.
+        s.extend(long_frame(0x02, &[7; 2000]));
+        s.extend(long_frame(0x80, &[7; 49]));
+        let want = std::vec![
+            Got::Ping(Vec::new()),
+            Got::Msg(FrameKind::Binary, big.clone()),
+            Got::Msg(FrameKind::Text, Vec::new()),
+            Got::Err(ClientError::TooLarge),
+        ];
+        for chunk in 1..=s.len() {
+            assert_eq!(run(&s, chunk), want, "chunk size {chunk}");
+        }
+    }
+
+    #[test]
+    fn malformed_server_frames_are_protocol_errors() {
+        let cases: [(&[u8], Got); 6] = [
+            (&[0x80, 0], Got::Err(ClientError::Protocol)), // stray continuation
+            (&[0x81, 0x80, 0, 0, 0, 0], Got::Err(ClientError::Protocol)), // masked
+            (&[0xC1, 0], Got::Err(ClientError::Protocol)), // RSV1
+            (&[0x09, 0], Got::Err(ClientError::Protocol)), // fragmented Ping
+            (&[0x81, 2, 0xC3, 0x28], Got::Err(ClientError::InvalidUtf8)),
+            (&[0x88, 1, 3], Got::Err(ClientError::Protocol)), // 1-byte Close
+        ];
+        for (stream, want) in cases {
+            for chunk in 1..=stream.len() {
+                assert_eq!(
+                    run(stream, chunk),
+                    std::vec![want.clone_got()],
+                    "{stream:?}"
+                );
+            }
+        }
+        // A new message inside a fragmented one.
+        let mut s = frame(0x01, b"a");
+        s.extend(frame(0x81, b"b"));
+        assert_eq!(run(&s, 1), std::vec![Got::Err(ClientError::Protocol)]);
+    }
+
+    impl Got {
+        fn clone_got(&self) -> Got {
+            match self {
+                Got::Msg(k, d) => Got::Msg(*k, d.clone()),
+                Got::Ping(p) => Got::Ping(p.clone()),
+                Got::Close(c) => Got::Close(*c),
+                Got::Err(e) => Got::Err(*e),
+            }
+        }
     }
 }
