@@ -457,7 +457,7 @@ impl<R: RngCore, const MSG: usize, const RX: usize, const TX: usize> ClientFrame
     /// copied as it arrives, so a frame may be split anywhere and be larger
     /// than `RX`; a control frame is handed to embedded-websocket only once
     /// it is whole (its continuation path is wrong for split frames: see
-    /// `notes/client-framer-split-reads.md`).
+    /// `docs/embassy-client-framer.md`).
     pub fn poll(&mut self) -> Option<Result<ClientEvent<'_>, ClientError<()>>> {
         const { assert!(RX >= 2 + ws::MAX_CONTROL_PAYLOAD) };
         loop {
@@ -716,9 +716,10 @@ mod tests {
         got
     }
 
-    /// Known bug (see notes/client-framer-split-reads.md): fails for small
-    /// chunk sizes until the framer stops relying on embedded-websocket's
-    /// continuation path.
+    /// Every split of a stream with a fragmented message and a Ping between
+    /// its fragments (failed at chunk size 1 while the framer relied on
+    /// embedded-websocket's continuation path; see
+    /// docs/embassy-client-framer.md).
     #[test]
     fn every_split_of_a_fragmented_stream() {
         let mut s = Vec::new();
