@@ -442,12 +442,7 @@ async fn a_stalled_redis_fails_publishes_in_bounded_time() {
 #[tokio::test]
 async fn a_redis_cluster_of_three_masters_serves_the_same_hub() {
     let cluster = switchboard_tests::redis::RedisCluster::start();
-    let seeds: Vec<String> = cluster
-        .urls()
-        .iter()
-        .map(|u| u.trim_start_matches("redis://").to_owned())
-        .collect();
-    let url = format!("redis+cluster://{}", seeds.join(","));
+    let url = cluster.url();
     let (a, b) = (
         node_with(&url, config()).await,
         node_with(&url, config()).await,
@@ -1016,12 +1011,7 @@ async fn pipelined_publishes_of_one_connection_keep_their_order() {
 #[tokio::test]
 async fn pipelined_publishes_keep_their_order_on_a_redis_cluster() {
     let cluster = switchboard_tests::redis::RedisCluster::start();
-    let seeds: Vec<String> = cluster
-        .urls()
-        .iter()
-        .map(|u| u.trim_start_matches("redis://").to_owned())
-        .collect();
-    pipelined_publishes_keep_their_order(&format!("redis+cluster://{}", seeds.join(","))).await;
+    pipelined_publishes_keep_their_order(&cluster.url()).await;
 }
 
 /// A member that joins and leaves many times in a row, without waiting,

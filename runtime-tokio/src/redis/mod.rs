@@ -606,6 +606,18 @@ pub fn connect_for_cli(
     })
 }
 
+/// Answers every publish of `batch` as failed: 4013 when the store is down.
+fn fail_all(link: &StoreLink, batch: &[Append], down: bool) {
+    let result = if down {
+        StoreResult::Unavailable
+    } else {
+        StoreResult::Failed
+    };
+    for a in batch {
+        link.result(a.op, result);
+    }
+}
+
 /// Reads `--redis-ca`: a PEM file holding at least one certificate.
 fn read_ca(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     use anyhow::Context as _;
@@ -920,9 +932,7 @@ impl Inner {
             return room;
         };
         let Some(mut conn) = self.connection() else {
-            for a in &live {
-                link.result(a.op, StoreResult::Unavailable);
-            }
+            fail_all(&link, &live, true);
             return room;
         };
         let started = std::time::Instant::now();
@@ -941,16 +951,7 @@ impl Inner {
                 Ok(r) => r,
                 Err(e) => {
                     let down = self.failed("publish", &e);
-                    for a in &live[from..] {
-                        link.result(
-                            a.op,
-                            if down {
-                                StoreResult::Unavailable
-                            } else {
-                                StoreResult::Failed
-                            },
-                        );
-                    }
+                    fail_all(&link, &live[from..], down);
                     break;
                 }
             };
@@ -1007,16 +1008,7 @@ impl Inner {
             let wait = until.saturating_duration_since(tokio::time::Instant::now());
             if let Err(e) = within(wait, load_scripts(&mut conn)).await {
                 let down = self.failed("script load", &e);
-                for a in &live[from..] {
-                    link.result(
-                        a.op,
-                        if down {
-                            StoreResult::Unavailable
-                        } else {
-                            StoreResult::Failed
-                        },
-                    );
-                }
+                fail_all(&link, &live[from..], down);
                 break;
             }
         }
