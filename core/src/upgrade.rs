@@ -98,6 +98,15 @@ fn has_token(headers: &[Header<'_>], name: &str, token: &str) -> bool {
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
+/// The health check's path (PROTOCOL.md §11).
+pub const HEALTH_PATH: &str = "/healthz";
+
+/// Whether a request is the health check: `GET` or `HEAD` of
+/// [`HEALTH_PATH`]. Every runtime answers it before the upgrade path.
+pub fn is_health_check(method: &str, path: &str) -> bool {
+    path == HEALTH_PATH && matches!(method, "GET" | "HEAD")
+}
+
 /// Computes `Sec-WebSocket-Accept` for a `Sec-WebSocket-Key` value.
 pub fn accept_key(key: &[u8]) -> [u8; 28] {
     let mut sha = Sha1::new();
@@ -227,6 +236,15 @@ mod tests {
             name,
             value: value.as_bytes(),
         }
+    }
+
+    #[test]
+    fn health_check_is_get_or_head_of_healthz() {
+        assert!(is_health_check("GET", "/healthz"));
+        assert!(is_health_check("HEAD", "/healthz"));
+        assert!(!is_health_check("POST", "/healthz"));
+        assert!(!is_health_check("GET", "/healthz/"));
+        assert!(!is_health_check("GET", "/ws"));
     }
 
     #[test]

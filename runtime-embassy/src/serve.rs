@@ -435,7 +435,7 @@ impl<A: Authenticator, S: Storage, const CONNS: usize, const OUT: usize>
                     return None;
                 }
             };
-            if request.path == "/healthz" && matches!(request.method, "GET" | "HEAD") {
+            if upgrade::is_health_check(request.method, request.path) {
                 let _ = self.health(socket, request.method == "HEAD").await;
                 return None;
             }

@@ -666,7 +666,7 @@ fn route<R: Runtime>(
         return upgrade(site, req, peer);
     }
     match (req.method(), path) {
-        (&Method::GET | &Method::HEAD, "/healthz") => {
+        (m, p) if switchboard_core::upgrade::is_health_check(m.as_str(), p) => {
             let s = site.engine.stats();
             let store = site.engine.store().map(|s| s.stats());
             let remote = store.is_some();

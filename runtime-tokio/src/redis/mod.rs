@@ -1022,6 +1022,14 @@ impl Inner {
         room
     }
 
+    /// The member records of `room` in Redis (the members script: the
+    /// live entries of its presence set).
+    async fn read_members(&self, conn: &mut Conn, room: &str) -> Result<Vec<Vec<u8>>, RedisError> {
+        let mut inv = self.scripts.members.prepare_invoke();
+        inv.key(presence_key(room)).key(members_key(room));
+        within(self.options.timeout, inv.invoke_async(conn)).await
+    }
+
     /// Runs one job to its answer.
     async fn run(self: Arc<Self>, job: Job) {
         let Some(link) = self.link().cloned() else {
@@ -1089,9 +1097,7 @@ impl Inner {
                 let Some(mut conn) = conn else {
                     return link.result(op, StoreResult::Unavailable);
                 };
-                let mut inv = self.scripts.members.prepare_invoke();
-                inv.key(presence_key(&room)).key(members_key(&room));
-                let r: Result<Vec<Vec<u8>>, _> = within(timeout, inv.invoke_async(&mut conn)).await;
+                let r = self.read_members(&mut conn, &room).await;
                 self.measured(started);
                 match r {
                     Ok(records) => {
@@ -1179,10 +1185,7 @@ impl Inner {
             let (Some(link), Some(mut conn)) = (inner.link().cloned(), inner.connection()) else {
                 return;
             };
-            let mut inv = inner.scripts.members.prepare_invoke();
-            inv.key(presence_key(&room)).key(members_key(&room));
-            let r: Result<Vec<Vec<u8>>, _> =
-                within(inner.options.timeout, inv.invoke_async(&mut conn)).await;
+            let r = inner.read_members(&mut conn, &room).await;
             match r {
                 Ok(records) => {
                     let members: Vec<Member<'_>> = records
